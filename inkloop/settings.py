@@ -1,0 +1,186 @@
+"""Infrastructure settings: one pydantic-settings class read from INKLOOP_* environment variables.
+
+Every setting has an embedded default so a fresh checkout runs with no configuration: a SQLite file and a store
+folder under INKLOOP_HOME, a local Label Studio, Prefect's local API. `load_settings()` is the only way the rest
+of the code reads them; it turns a malformed or misspelt variable into a SettingsError that names it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import fsspec
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from inkloop.errors import SettingsError
+
+ENV_PREFIX = "INKLOOP_"
+
+# The token the local Label Studio (`inkloop labelstudio up`) is started with. It only guards a server bound to
+# 127.0.0.1; anything reachable from elsewhere must set INKLOOP_LABEL_STUDIO_TOKEN.
+LOCAL_LABEL_STUDIO_TOKEN = "inkloop-local-label-studio-token"
+
+
+class Settings(BaseSettings):
+    """What inkloop needs to know about its environment. Field `x` is read from `INKLOOP_X`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, validate_default=True)
+
+    home: Path = Field(Path(".inkloop"), description="Folder for the embedded defaults (database, store, reports).")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL. Default: SQLite file under home. PostgreSQL: postgresql+psycopg://user@host/db.",
+    )
+    store_url: str = Field(
+        "", description="Image store: a folder, or any fsspec URL such as s3://bucket/prefix. Default: home/store."
+    )
+    label_studio_url: str = Field("http://127.0.0.1:8080", description="Label Studio base URL.")
+    label_studio_token: SecretStr = Field(SecretStr(LOCAL_LABEL_STUDIO_TOKEN), description="Label Studio API token.")
+    confidence_threshold: float = Field(
+        0.8, ge=0.0, le=1.0, description="Predictions below this confidence are routed to annotators."
+    )
+    audit_rate: float = Field(
+        0.02, ge=0.0, le=1.0, description="Share of all valid traffic routed to annotators whatever its confidence."
+    )
+    daily_label_budget: int = Field(200, ge=0, description="At most this many new annotation tasks per day.")
+    min_new_labels: int = Field(100, ge=1, description="Retrain only when at least this many new labels exist.")
+    max_upload_bytes: int = Field(20_000_000, gt=0, description="Largest accepted image upload, in bytes.")
+    max_image_pixels: int = Field(
+        40_000_000, gt=0, description="Largest accepted image, in pixels (guards against decompression bombs)."
+    )
+    model_refresh_seconds: float = Field(
+        10.0, gt=0.0, description="How often a running server checks the registry for a new champion model."
+    )
+    debug: bool = Field(False, description="Show tracebacks on errors.")
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        if not str(value).strip():
+            raise ValueError("must not be empty")
+        return value.expanduser().resolve()
+
+    @field_validator("label_studio_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host, such as http://127.0.0.1:8080")
+        return value.strip().rstrip("/")
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _database_url(cls, value: str, info: ValidationInfo) -> str:
+        home = info.data.get("home")
+        if not value.strip() and home is None:
+            raise ValueError("no default without a valid INKLOOP_HOME")
+        return _normalize_database_url(value.strip() or f"sqlite:///{home / 'inkloop.db'}")
+
+    @field_validator("store_url", mode="after")
+    @classmethod
+    def _store_url(cls, value: str, info: ValidationInfo) -> str:
+        home = info.data.get("home")
+        if not value.strip() and home is None:
+            raise ValueError("no default without a valid INKLOOP_HOME")
+        return _normalize_store_url(value.strip() or str(home / "store"))
+
+    @property
+    def is_sqlite(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
+
+    @property
+    def store_is_local(self) -> bool:
+        return "://" not in self.store_url
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    def masked_database_url(self) -> str:
+        return mask_url(self.database_url)
+
+    def masked_store_url(self) -> str:
+        return mask_url(self.store_url)
+
+
+def _normalize_database_url(url: str) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError(f"not a SQLAlchemy URL ({exc})") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend == "postgresql" and "+" not in parsed.drivername:
+        # psycopg 3 is the driver inkloop installs; say so, so printed URLs are unambiguous.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif backend != "sqlite" and backend != "postgresql":
+        raise ValueError(f"must be sqlite:/// or postgresql+psycopg://, not {backend}://")
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ValueError("an in-memory SQLite database would lose everything; name a file")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _normalize_store_url(url: str) -> str:
+    if "://" not in url:
+        return str(Path(url).expanduser().resolve())
+    protocol = url.split("://", 1)[0]
+    if protocol == "file":
+        return str(Path(url[len("file://") :]).expanduser().resolve())
+    if protocol not in fsspec.available_protocols():
+        raise ValueError(f"protocol {protocol!r} is not one fsspec knows")
+    return url.rstrip("/")
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
+
+
+def env_var(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def known_variables() -> set[str]:
+    return {env_var(name) for name in Settings.model_fields}
+
+
+def _check_unknown_variables(environ: os._Environ[str] | dict[str, str]) -> None:
+    known = known_variables()
+    for name in sorted(environ):
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known:
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise SettingsError(f"unknown setting {name}{hint}; known: {', '.join(sorted(known))}")
+
+
+def _describe(error: dict[str, Any]) -> str:
+    field = str(error["loc"][0]) if error.get("loc") else ""
+    name = env_var(field) if field else "settings"
+    value = error.get("input")
+    secret = field == "label_studio_token"
+    shown = "" if secret or isinstance(value, dict) else f"={value!r}"
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{name}{shown}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (plus explicit overrides), or raise SettingsError naming the bad value."""
+    _check_unknown_variables(os.environ)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(error) for error in exc.errors())  # type: ignore[arg-type]
+        raise SettingsError(f"invalid setting {problems}") from None
