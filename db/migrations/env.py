@@ -1,0 +1,63 @@
+"""Alembic environment: target metadata from db.models, database URL from inkloop settings.
+
+`db.migrate` passes the URL explicitly; the `alembic` command line (alembic.ini at the repository root) leaves it
+unset, and then INKLOOP_DATABASE_URL (or its embedded default) is used.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy.engine import make_url
+
+from db.models import Base, UTCDateTime
+from db.session import make_engine
+from inkloop.settings import load_settings
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    return config.get_main_option("sqlalchemy.url") or load_settings().database_url
+
+
+def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    # Migrations must not import db.models (it changes later); write inkloop's column types as plain SQLAlchemy.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def _options(url: str) -> dict[str, object]:
+    return {
+        "target_metadata": target_metadata,
+        # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
+        "render_as_batch": make_url(url).get_backend_name() == "sqlite",
+        "compare_type": True,
+        "render_item": _render_item,
+    }
+
+
+def run_offline() -> None:
+    url = _url()
+    context.configure(url=url, literal_binds=True, dialect_opts={"paramstyle": "named"}, **_options(url))
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    url = _url()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            context.configure(connection=connection, **_options(url))
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_offline()
+else:
+    run_online()

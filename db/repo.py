@@ -1,0 +1,425 @@
+"""Keyword-only query functions: the only place the rest of inkloop writes SQL through the ORM.
+
+Each function works inside the caller's session and never commits; the caller's transaction decides what is kept
+(`db.session.session_scope`). Violated invariants raise the project's errors, not driver exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.models import (
+    Annotation,
+    AnnotationTask,
+    DatasetMember,
+    DatasetVersion,
+    Feedback,
+    FeedbackFlag,
+    FlowWatermark,
+    Image,
+    ImageSource,
+    ImageStatus,
+    ModelStatus,
+    ModelVersion,
+    Request,
+    Split,
+    TaskReason,
+    TaskState,
+    utcnow,
+)
+from inkloop.errors import ConflictError, InkloopError, NotFoundError
+
+
+def _enum_value(enum_cls: type, value: Any, what: str) -> Any:
+    try:
+        return enum_cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum_cls)  # type: ignore[attr-defined]
+        raise InkloopError(f"invalid {what} {value!r}: expected one of {allowed}") from None
+
+
+def _insert(session: Session, row: Any, conflict: str) -> None:
+    """Add and flush `row` in a savepoint, so a unique violation leaves the caller's transaction usable."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        raise ConflictError(conflict) from None
+
+
+# --- request log ------------------------------------------------------------------------------------------------
+
+
+def log_request(
+    *,
+    session: Session,
+    request_id: str,
+    image_sha256: str,
+    image_bytes: int,
+    model_version: str,
+    text: str,
+    confidence: float,
+    latency_ms: float,
+    image_format: str | None = None,
+    image_width: int | None = None,
+    image_height: int | None = None,
+    line_confidences: list[float] | None = None,
+    source: str = "api",
+    created_at: datetime | None = None,
+) -> Request:
+    row = Request(
+        request_id=request_id,
+        image_sha256=image_sha256,
+        image_bytes=image_bytes,
+        image_format=image_format,
+        image_width=image_width,
+        image_height=image_height,
+        model_version=model_version,
+        text=text,
+        confidence=confidence,
+        line_confidences=line_confidences,
+        latency_ms=latency_ms,
+        source=source,
+        created_at=created_at or utcnow(),
+    )
+    _insert(session, row, f"request id {request_id} is already logged")
+    return row
+
+
+def get_request(*, session: Session, request_id: str) -> Request:
+    row = session.scalar(select(Request).where(Request.request_id == request_id))
+    if row is None:
+        raise NotFoundError(f"no logged request with id {request_id!r}")
+    return row
+
+
+def requests_after(*, session: Session, after_id: int, limit: int) -> list[Request]:
+    """Request-log rows with `id > after_id`, oldest first: how the ingest flow pages through the log."""
+    if limit <= 0:
+        raise InkloopError(f"limit must be positive, got {limit}")
+    return list(session.scalars(select(Request).where(Request.id > after_id).order_by(Request.id).limit(limit)))
+
+
+def add_feedback(
+    *, session: Session, request_id: str, flag: str | FeedbackFlag, correction: str | None = None
+) -> Feedback:
+    flag = _enum_value(FeedbackFlag, flag, "feedback flag")
+    get_request(session=session, request_id=request_id)  # a clear NotFoundError instead of a foreign-key error
+    row = Feedback(request_id=request_id, flag=flag, correction=correction)
+    _insert(session, row, f"feedback for request {request_id} could not be stored")
+    return row
+
+
+# --- images -----------------------------------------------------------------------------------------------------
+
+
+def upsert_image(
+    *,
+    session: Session,
+    sha256: str,
+    source: str | ImageSource,
+    byte_size: int,
+    format: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+) -> Image:
+    """The image row for `sha256`, created if missing. The same bytes logged twice are one image."""
+    source = _enum_value(ImageSource, source, "image source")
+    existing = session.scalar(select(Image).where(Image.sha256 == sha256))
+    if existing is not None:
+        return existing
+    row = Image(sha256=sha256, source=source, byte_size=byte_size, format=format, width=width, height=height)
+    try:
+        _insert(session, row, f"image {sha256} already exists")
+    except ConflictError:
+        # Another writer inserted it between our select and insert: theirs is as good as ours.
+        return session.scalars(select(Image).where(Image.sha256 == sha256)).one()
+    return row
+
+
+def set_image_validation(
+    *,
+    session: Session,
+    sha256: str,
+    status: str | ImageStatus,
+    reasons: Sequence[str] = (),
+    features: dict[str, Any] | None = None,
+    phash: str | None = None,
+) -> Image:
+    status = _enum_value(ImageStatus, status, "image status")
+    image = session.scalar(select(Image).where(Image.sha256 == sha256))
+    if image is None:
+        raise NotFoundError(f"no image {sha256}")
+    if status is ImageStatus.quarantined and not reasons:
+        raise InkloopError(f"quarantining image {sha256} needs at least one reason")
+    image.status = status
+    image.quarantine_reasons = list(reasons) if status is ImageStatus.quarantined else None
+    if features is not None:
+        image.features = features
+    if phash is not None:
+        image.phash = phash
+    image.validated_at = utcnow()
+    session.flush()
+    return image
+
+
+# --- flow watermarks --------------------------------------------------------------------------------------------
+
+
+def get_watermark(*, session: Session, name: str) -> int:
+    row = session.get(FlowWatermark, name)
+    return 0 if row is None else row.position
+
+
+def set_watermark(
+    *, session: Session, name: str, position: int, details: dict[str, Any] | None = None, rewind: bool = False
+) -> FlowWatermark:
+    """Move a flow's watermark. Moving it backwards (re-reading the log) must be asked for with `rewind=True`."""
+    row = session.get(FlowWatermark, name, with_for_update=True)
+    if row is None:
+        row = FlowWatermark(name=name, position=position, details=details)
+        _insert(session, row, f"watermark {name} was created concurrently; rerun")
+        return row
+    if position < row.position and not rewind:
+        raise ConflictError(f"watermark {name} is at {row.position}; refusing to move it back to {position}")
+    row.position = position
+    row.details = details
+    row.updated_at = utcnow()
+    session.flush()
+    return row
+
+
+# --- annotation tasks and annotations ---------------------------------------------------------------------------
+
+
+def create_task(
+    *,
+    session: Session,
+    uid: str,
+    project: str,
+    image_sha256: str,
+    reason: str | TaskReason,
+    priority: float,
+    request_id: str | None = None,
+    model_version: str | None = None,
+    prediction_text: str | None = None,
+) -> AnnotationTask:
+    """Record a task before it is sent to Label Studio (state `queued`). An image goes to a project once."""
+    reason = _enum_value(TaskReason, reason, "task reason")
+    row = AnnotationTask(
+        uid=uid,
+        project=project,
+        image_sha256=image_sha256,
+        request_id=request_id,
+        reason=reason,
+        priority=priority,
+        model_version=model_version,
+        prediction_text=prediction_text,
+    )
+    _insert(session, row, f"image {image_sha256} already has a task in project {project!r} (or uid {uid} is taken)")
+    return row
+
+
+def add_annotation_revision(
+    *,
+    session: Session,
+    task_id: int,
+    ls_annotation_id: int,
+    annotator: str,
+    annotated_at: datetime,
+    text: str | None,
+    lines: list[dict[str, Any]] | None = None,
+    unreadable: bool = False,
+    skipped: bool = False,
+    lead_time_s: float | None = None,
+) -> Annotation:
+    """Store a Label Studio annotation as the next revision of that annotation (1 for a new one)."""
+    if session.get(AnnotationTask, task_id) is None:
+        raise NotFoundError(f"no annotation task {task_id}")
+    last = session.scalar(
+        select(func.max(Annotation.revision)).where(Annotation.ls_annotation_id == ls_annotation_id)
+    )
+    row = Annotation(
+        task_id=task_id,
+        ls_annotation_id=ls_annotation_id,
+        revision=(last or 0) + 1,
+        annotator=annotator,
+        text=text,
+        lines=lines,
+        unreadable=unreadable,
+        skipped=skipped,
+        lead_time_s=lead_time_s,
+        annotated_at=annotated_at,
+    )
+    _insert(session, row, f"annotation {ls_annotation_id} got a concurrent revision; rerun the sync")
+    return row
+
+
+# --- dataset versions -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    image_sha256: str
+    split: Split
+    text: str
+    annotation_id: int | None = None
+    synthetic_sample_id: int | None = None
+
+
+def _membership_hash(members: Sequence[MemberSpec]) -> str:
+    rows = sorted((m.image_sha256, Split(m.split).value, m.text) for m in members)
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+
+
+def create_dataset_version(
+    *,
+    session: Session,
+    version: str,
+    members: Iterable[MemberSpec],
+    parent_version: str | None = None,
+    description: str | None = None,
+) -> DatasetVersion:
+    """Freeze a dataset version. The same membership (images, splits and texts) twice gives the existing version."""
+    members = list(members)
+    if not members:
+        raise InkloopError(f"dataset version {version} would be empty")
+    seen: set[str] = set()
+    for member in members:
+        if member.image_sha256 in seen:
+            raise InkloopError(f"image {member.image_sha256} appears twice in dataset version {version}")
+        seen.add(member.image_sha256)
+    content_hash = _membership_hash(members)
+    existing = session.scalar(select(DatasetVersion).where(DatasetVersion.content_hash == content_hash))
+    if existing is not None:
+        return existing
+    parent_id = None
+    if parent_version is not None:
+        parent = session.scalar(select(DatasetVersion).where(DatasetVersion.version == parent_version))
+        if parent is None:
+            raise NotFoundError(f"no dataset version {parent_version!r}")
+        parent_id = parent.id
+    counts: dict[str, int] = {s.value: 0 for s in Split}
+    for member in members:
+        counts[Split(member.split).value] += 1
+    row = DatasetVersion(
+        version=version, parent_id=parent_id, content_hash=content_hash, description=description, counts=counts
+    )
+    _insert(session, row, f"dataset version {version!r} already exists with other content")
+    session.add_all(
+        DatasetMember(
+            dataset_version_id=row.id,
+            image_sha256=m.image_sha256,
+            split=Split(m.split),
+            text=m.text,
+            annotation_id=m.annotation_id,
+            synthetic_sample_id=m.synthetic_sample_id,
+        )
+        for m in members
+    )
+    session.flush()
+    return row
+
+
+# --- model registry ---------------------------------------------------------------------------------------------
+
+
+def register_model(
+    *,
+    session: Session,
+    version: str,
+    artifact_key: str,
+    card: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    parent_version: str | None = None,
+    dataset_version_id: int | None = None,
+) -> ModelVersion:
+    parent_id = get_model(session=session, version=parent_version).id if parent_version else None
+    row = ModelVersion(
+        version=version,
+        artifact_key=artifact_key,
+        card=card,
+        metrics=metrics,
+        parent_id=parent_id,
+        dataset_version_id=dataset_version_id,
+        status=ModelStatus.candidate,
+    )
+    _insert(session, row, f"model version {version!r} is already registered")
+    return row
+
+
+def get_model(*, session: Session, version: str) -> ModelVersion:
+    row = session.scalar(select(ModelVersion).where(ModelVersion.version == version))
+    if row is None:
+        raise NotFoundError(f"no model version {version!r}")
+    return row
+
+
+def get_champion(*, session: Session) -> ModelVersion | None:
+    return session.scalar(select(ModelVersion).where(ModelVersion.status == ModelStatus.champion))
+
+
+def list_models(*, session: Session) -> list[ModelVersion]:
+    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.id)))
+
+
+def promote_model(*, session: Session, version: str, allow_rejected: bool = False) -> ModelVersion:
+    """Make `version` the champion; the previous champion becomes retired. Promoting a retired model is a rollback."""
+    model = get_model(session=session, version=version)
+    if model.status is ModelStatus.champion:
+        return model
+    if model.status is ModelStatus.rejected and not allow_rejected:
+        raise ConflictError(f"model version {version!r} was rejected by its gate; promote it explicitly to override")
+    current = session.scalar(
+        select(ModelVersion).where(ModelVersion.status == ModelStatus.champion).with_for_update()
+    )
+    try:
+        with session.begin_nested():
+            if current is not None:
+                current.status = ModelStatus.retired
+                session.flush()  # demote first: the partial unique index allows one champion at a time
+            model.status = ModelStatus.champion
+            model.promoted_at = utcnow()
+    except IntegrityError:
+        raise ConflictError(f"another promotion ran at the same time as {version!r}; rerun") from None
+    return model
+
+
+# --- status -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StatusCounts:
+    requests: int = 0
+    images: dict[str, int] = field(default_factory=dict)
+    annotation_tasks: dict[str, int] = field(default_factory=dict)
+    annotations: int = 0
+    dataset_versions: int = 0
+    model_versions: dict[str, int] = field(default_factory=dict)
+
+
+def _grouped(session: Session, column: Any, enum_cls: type) -> dict[str, int]:
+    counts = {m.value: 0 for m in enum_cls}  # type: ignore[attr-defined]
+    for value, n in session.execute(select(column, func.count()).group_by(column)):
+        counts[enum_cls(value).value] = n
+    return counts
+
+
+def status_counts(*, session: Session) -> StatusCounts:
+    return StatusCounts(
+        requests=session.scalar(select(func.count()).select_from(Request)) or 0,
+        images=_grouped(session, Image.status, ImageStatus),
+        annotation_tasks=_grouped(session, AnnotationTask.state, TaskState),
+        annotations=session.scalar(select(func.count()).select_from(Annotation)) or 0,
+        dataset_versions=session.scalar(select(func.count()).select_from(DatasetVersion)) or 0,
+        model_versions=_grouped(session, ModelVersion.status, ModelStatus),
+    )
