@@ -1,0 +1,261 @@
+"""The `inkloop` command line.
+
+Errors are one readable line on stderr and a non-zero exit code; `--debug` (or INKLOOP_DEBUG=1) shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from typer.core import TyperGroup
+
+from inkloop import __version__
+from inkloop.errors import DatabaseError, InkloopError, SchemaNotReadyError
+from inkloop.settings import Settings, load_settings
+from inkloop.store import ImageStore
+
+
+class _OneLineErrors(TyperGroup):
+    """Turn exceptions from any command into `inkloop: error: ...` and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            typer.echo(f"inkloop: error: {_one_line(exc)}", err=True)
+            raise typer.Exit(1) from None
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, InkloopError):
+        return str(exc)
+    # Driver messages run over several lines; the first says what went wrong.
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first} (rerun with --debug for the traceback)"
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    help="inkloop: a handwriting recognizer that keeps improving on its own production traffic.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+store_app = typer.Typer(cls=_OneLineErrors, help="The content-addressed image store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"inkloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", envvar="INKLOOP_DEBUG", help="Show tracebacks instead of one-line errors.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """inkloop: serve, log, validate, annotate, retrain and promote a handwritten-paragraph recognizer."""
+
+
+# --- database helpers -------------------------------------------------------------------------------------------
+
+
+def _engine(settings: Settings, *, must_exist: bool) -> Engine:
+    from db.session import make_engine, sqlite_path
+
+    path = sqlite_path(settings.database_url)
+    if path is not None:
+        if must_exist and not path.exists():
+            raise SchemaNotReadyError(f"no database at {path}; run `inkloop init` first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return make_engine(settings.database_url)
+
+
+def _wait_for_database(engine: Engine, settings: Settings, wait_s: float) -> None:
+    """Connect, retrying for up to `wait_s` seconds (a database container may still be starting)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with engine.connect():
+                return
+        except OperationalError as exc:
+            if time.monotonic() >= deadline:
+                detail = _one_line(exc).split(" (rerun", 1)[0]
+                raise DatabaseError(f"cannot reach database {settings.masked_database_url()}: {detail}") from None
+            time.sleep(1.0)
+
+
+def _schema_revision(engine: Engine, settings: Settings) -> tuple[str | None, str]:
+    from db.migrate import current_revision, head_revision
+
+    try:
+        return current_revision(engine), head_revision()
+    except OperationalError as exc:
+        detail = _one_line(exc).split(" (rerun", 1)[0]
+        raise DatabaseError(f"cannot reach database {settings.masked_database_url()}: {detail}") from None
+
+
+# --- commands ---------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    wait_db: Annotated[
+        float, typer.Option("--wait-db", min=0, help="Seconds to keep retrying while the database is unreachable.")
+    ] = 0.0,
+) -> None:
+    """Create INKLOOP_HOME and the store, migrate the database to the newest schema, and say where things are."""
+    from db.migrate import has_any_table, upgrade
+
+    settings = load_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = ImageStore(settings.store_url)
+    store.ensure()
+    engine = _engine(settings, must_exist=False)
+    try:
+        _wait_for_database(engine, settings, wait_db)
+        current, head = _schema_revision(engine, settings)
+        if current is None and has_any_table(engine):
+            raise SchemaNotReadyError(
+                f"database {settings.masked_database_url()} has tables but no inkloop schema revision; "
+                "refusing to migrate a database inkloop did not create"
+            )
+        if current != head:
+            try:
+                upgrade(settings.database_url)
+            except SQLAlchemyError as exc:
+                raise DatabaseError(f"migrating {settings.masked_database_url()} failed: {_one_line(exc)}") from None
+        revision, _ = _schema_revision(engine, settings)
+    finally:
+        engine.dispose()
+    note = "already at head" if current == head else f"migrated from {current or 'empty'}"
+    _print_fields(
+        {
+            "home": str(settings.home),
+            "database": settings.masked_database_url(),
+            "store": settings.masked_store_url(),
+            "schema": f"{revision} (head; {note})",
+        }
+    )
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+) -> None:
+    """Where things are, the schema revision, and how many requests, images, tasks, labels and models exist."""
+    from db.repo import status_counts
+    from db.session import session_factory, session_scope
+
+    settings = load_settings()
+    engine = _engine(settings, must_exist=True)
+    try:
+        revision, head = _schema_revision(engine, settings)
+        if revision is None:
+            raise SchemaNotReadyError(
+                f"database {settings.masked_database_url()} has no inkloop schema; run `inkloop init`"
+            )
+        if revision != head:
+            raise SchemaNotReadyError(
+                f"database {settings.masked_database_url()} is at schema {revision}, this inkloop needs {head}; "
+                "run `inkloop init` to migrate"
+            )
+        with session_scope(session_factory(engine)) as session:
+            counts = status_counts(session=session)
+    finally:
+        engine.dispose()
+    report = {
+        "home": str(settings.home),
+        "database_url": settings.masked_database_url(),
+        "store_url": settings.masked_store_url(),
+        "schema_revision": revision,
+        "schema_head": head,
+        "schema_at_head": revision == head,
+        "counts": asdict(counts),
+    }
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    _print_fields(
+        {
+            "home": report["home"],
+            "database": report["database_url"],
+            "store": report["store_url"],
+            "schema": f"{revision} (head)",
+            "requests": str(counts.requests),
+            "images": _breakdown(counts.images),
+            "tasks": _breakdown(counts.annotation_tasks),
+            "annotations": str(counts.annotations),
+            "datasets": str(counts.dataset_versions),
+            "models": _breakdown(counts.model_versions),
+        }
+    )
+
+
+def _breakdown(counts: dict[str, int]) -> str:
+    total = sum(counts.values())
+    parts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items() if n)
+    return f"{total}" + (f" ({parts})" if parts else "")
+
+
+def _print_fields(fields: dict[str, str]) -> None:
+    width = max(len(k) for k in fields)
+    for key, value in fields.items():
+        typer.echo(f"{key.ljust(width)}  {value}")
+
+
+@store_app.command("put")
+def store_put(
+    files: Annotated[list[Path], typer.Argument(help="Files to store.", exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Store files; print each one's key (its sha256). Storing the same bytes again writes nothing."""
+    store = ImageStore(load_settings().store_url)
+    for path in files:
+        typer.echo(f"{store.put(path.read_bytes())}  {path}")
+
+
+@store_app.command("get")
+def store_get(
+    key: Annotated[str, typer.Argument(help="The object's key (64 hex characters).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Print (or write) an object's bytes after checking they still hash to the key."""
+    data = ImageStore(load_settings().store_url).get(key)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        output.write_bytes(data)
+
+
+@store_app.command("verify")
+def store_verify() -> None:
+    """Re-hash every stored object; exit 1 and list the keys whose bytes changed."""
+    store = ImageStore(load_settings().store_url)
+    total = sum(1 for _ in store.keys())
+    corrupt = store.verify()
+    for key in corrupt:
+        typer.echo(f"corrupt  {key}", err=True)
+    typer.echo(f"{total} objects, {len(corrupt)} corrupt")
+    if corrupt:
+        raise typer.Exit(1)
