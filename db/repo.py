@@ -225,7 +225,11 @@ def create_task(
         model_version=model_version,
         prediction_text=prediction_text,
     )
-    _insert(session, row, f"image {image_sha256} already has a task in project {project!r} (or uid {uid} is taken)")
+    _insert(
+        session,
+        row,
+        f"image {image_sha256} already has a task in project {project!r} (or uid {uid} is taken)",
+    )
     return row
 
 
@@ -245,9 +249,7 @@ def add_annotation_revision(
     """Store a Label Studio annotation as the next revision of that annotation (1 for a new one)."""
     if session.get(AnnotationTask, task_id) is None:
         raise NotFoundError(f"no annotation task {task_id}")
-    last = session.scalar(
-        select(func.max(Annotation.revision)).where(Annotation.ls_annotation_id == ls_annotation_id)
-    )
+    last = session.scalar(select(func.max(Annotation.revision)).where(Annotation.ls_annotation_id == ls_annotation_id))
     row = Annotation(
         task_id=task_id,
         ls_annotation_id=ls_annotation_id,
@@ -312,7 +314,11 @@ def create_dataset_version(
     for member in members:
         counts[Split(member.split).value] += 1
     row = DatasetVersion(
-        version=version, parent_id=parent_id, content_hash=content_hash, description=description, counts=counts
+        version=version,
+        parent_id=parent_id,
+        content_hash=content_hash,
+        description=description,
+        counts=counts,
     )
     _insert(session, row, f"dataset version {version!r} already exists with other content")
     session.add_all(
@@ -379,9 +385,7 @@ def promote_model(*, session: Session, version: str, allow_rejected: bool = Fals
         return model
     if model.status is ModelStatus.rejected and not allow_rejected:
         raise ConflictError(f"model version {version!r} was rejected by its gate; promote it explicitly to override")
-    current = session.scalar(
-        select(ModelVersion).where(ModelVersion.status == ModelStatus.champion).with_for_update()
-    )
+    current = session.scalar(select(ModelVersion).where(ModelVersion.status == ModelStatus.champion).with_for_update())
     try:
         with session.begin_nested():
             if current is not None:

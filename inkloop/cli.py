@@ -68,7 +68,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     debug: Annotated[
-        bool, typer.Option("--debug", envvar="INKLOOP_DEBUG", help="Show tracebacks instead of one-line errors.")
+        bool,
+        typer.Option("--debug", envvar="INKLOOP_DEBUG", help="Show tracebacks instead of one-line errors."),
     ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -121,7 +122,8 @@ def _schema_revision(engine: Engine, settings: Settings) -> tuple[str | None, st
 @app.command()
 def init(
     wait_db: Annotated[
-        float, typer.Option("--wait-db", min=0, help="Seconds to keep retrying while the database is unreachable.")
+        float,
+        typer.Option("--wait-db", min=0, help="Seconds to keep retrying while the database is unreachable."),
     ] = 0.0,
 ) -> None:
     """Create INKLOOP_HOME and the store, migrate the database to the newest schema, and say where things are."""
@@ -252,8 +254,7 @@ def store_get(
 def store_verify() -> None:
     """Re-hash every stored object; exit 1 and list the keys whose bytes changed."""
     store = ImageStore(load_settings().store_url)
-    total = sum(1 for _ in store.keys())
-    corrupt = store.verify()
+    total, corrupt = store.verify()
     for key in corrupt:
         typer.echo(f"corrupt  {key}", err=True)
     typer.echo(f"{total} objects, {len(corrupt)} corrupt")

@@ -39,7 +39,8 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL. Default: SQLite file under home. PostgreSQL: postgresql+psycopg://user@host/db.",
     )
     store_url: str = Field(
-        "", description="Image store: a folder, or any fsspec URL such as s3://bucket/prefix. Default: home/store."
+        "",
+        description="Image store: a folder, or any fsspec URL such as s3://bucket/prefix. Default: home/store.",
     )
     label_studio_url: str = Field("http://127.0.0.1:8080", description="Label Studio base URL.")
     label_studio_token: SecretStr = Field(SecretStr(LOCAL_LABEL_STUDIO_TOKEN), description="Label Studio API token.")
@@ -47,13 +48,18 @@ class Settings(BaseSettings):
         0.8, ge=0.0, le=1.0, description="Predictions below this confidence are routed to annotators."
     )
     audit_rate: float = Field(
-        0.02, ge=0.0, le=1.0, description="Share of all valid traffic routed to annotators whatever its confidence."
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="Share of all valid traffic routed to annotators whatever its confidence.",
     )
     daily_label_budget: int = Field(200, ge=0, description="At most this many new annotation tasks per day.")
     min_new_labels: int = Field(100, ge=1, description="Retrain only when at least this many new labels exist.")
     max_upload_bytes: int = Field(20_000_000, gt=0, description="Largest accepted image upload, in bytes.")
     max_image_pixels: int = Field(
-        40_000_000, gt=0, description="Largest accepted image, in pixels (guards against decompression bombs)."
+        40_000_000,
+        gt=0,
+        description="Largest accepted image, in pixels (guards against decompression bombs).",
     )
     model_refresh_seconds: float = Field(
         10.0, gt=0.0, description="How often a running server checks the registry for a new champion model."

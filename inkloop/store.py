@@ -34,7 +34,9 @@ def validate_key(key: str) -> str:
     """Return the key if it is a lowercase hex sha256 digest; raise InvalidKeyError otherwise."""
     if not isinstance(key, str) or _KEY.fullmatch(key) is None:
         shown = key if isinstance(key, str) and len(key) <= 80 else f"{str(key)[:77]}..."
-        raise InvalidKeyError(f"invalid store key {shown!r}: a key is the 64-character lowercase hex sha256 of the bytes")
+        raise InvalidKeyError(
+            f"invalid store key {shown!r}: a key is the 64-character lowercase hex sha256 of the bytes"
+        )
     return key
 
 
@@ -81,6 +83,8 @@ class ImageStore:
             self.fs.pipe_file(path, data)
         else:
             tmp = f"{self._root}/tmp/{uuid.uuid4().hex}"
+            self.fs.makedirs(f"{self._root}/tmp", exist_ok=True)
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             self.fs.pipe_file(tmp, data)
             try:
                 self.fs.mv(tmp, path)
@@ -135,15 +139,16 @@ class ImageStore:
             if _KEY.fullmatch(name):
                 yield name
 
-    def verify(self) -> list[str]:
-        """Keys whose stored bytes no longer match their hash (an empty list means the store is sound)."""
-        corrupt = []
+    def verify(self) -> tuple[int, list[str]]:
+        """Re-hash every object: (how many were checked, the keys whose bytes no longer match)."""
+        checked, corrupt = 0, []
         for key in self.keys():
+            checked += 1
             try:
                 self.get(key)
             except CorruptObjectError:
                 corrupt.append(key)
-        return corrupt
+        return checked, corrupt
 
 
 def _fsync_dir(path: Path) -> None:
@@ -158,4 +163,3 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
