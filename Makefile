@@ -1,0 +1,50 @@
+# inkloop. The README's two commands are `make demo` and `make test`; both create .venv when it is missing and
+# reuse it (installing nothing) when it is up to date.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.inkloop-installed
+# The CPU build installs quickly (and from a local file on the project's own machines). For a GPU, install a CUDA
+# build first, e.g. `make venv TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128`; an installed torch is kept.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+PYTEST_ARGS ?=
+
+# The machine-wide PYTHONDONTWRITEBYTECODE=1 makes every import of torch, prefect and great-expectations
+# recompile; inkloop's own processes cache bytecode (ignored by git).
+unexport PYTHONDONTWRITEBYTECODE
+
+.PHONY: venv demo test lint lock clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+		|| { echo "inkloop needs Python 3.11: run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -c 'import torch' 2>/dev/null \
+		|| $(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) '$(TORCH_SPEC)'
+	$(BIN)/python -m pip install --quiet --constraint requirements/constraints.txt --editable '.[dev]'
+	@touch $(STAMP)
+
+# The main job on the embedded default (SQLite, a store folder, all under ./.inkloop).
+demo: venv
+	$(BIN)/inkloop init
+	$(BIN)/inkloop status
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Re-pin every dependency (torch excepted: TORCH_SPEC chooses it) after changing pyproject.toml.
+lock: venv
+	{ echo "# Exact versions the project is tested with; written by \`make lock\`. torch is chosen by TORCH_SPEC in the Makefile."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -viE '^(torch|nvidia-|triton)'; } > requirements/constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
