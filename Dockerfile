@@ -1,0 +1,26 @@
+# The inkloop image: API server (`inkloop serve`) and Prefect worker. Build args choose the torch build:
+#   CPU (default):  docker build .
+#   CUDA:           docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
+FROM python:3.11-slim
+
+ARG TORCH_SPEC=torch==2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    INKLOOP_HOME=/var/lib/inkloop
+
+WORKDIR /app
+# torch first, in its own layer: it is the largest and changes least.
+RUN pip install --index-url "${TORCH_INDEX_URL}" "${TORCH_SPEC}"
+COPY requirements/constraints.txt requirements/constraints.txt
+COPY . .
+RUN pip install --constraint requirements/constraints.txt . \
+    && useradd --create-home --uid 1000 inkloop \
+    && mkdir -p /var/lib/inkloop \
+    && chown inkloop /var/lib/inkloop
+
+USER inkloop
+EXPOSE 8000
+CMD ["inkloop", "serve", "--host", "0.0.0.0", "--port", "8000"]
