@@ -7,6 +7,7 @@ unset, and then INKLOOP_DATABASE_URL (or its embedded default) is used.
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from db.models import Base, UTCDateTime
@@ -45,6 +46,12 @@ def run_offline() -> None:
         context.run_migrations()
 
 
+# Any fixed number: the PostgreSQL advisory lock that serializes concurrent `inkloop init`s (several API replicas
+# or workers starting together). Alembic reads the current revision after the lock is taken, so the second one
+# to get it finds the schema at head and does nothing.
+_MIGRATION_LOCK_ID = 0x1A4B_100F
+
+
 def run_online() -> None:
     url = _url()
     engine = make_engine(url)
@@ -52,6 +59,8 @@ def run_online() -> None:
         with engine.connect() as connection:
             context.configure(connection=connection, **_options(url))
             with context.begin_transaction():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
                 context.run_migrations()
     finally:
         engine.dispose()

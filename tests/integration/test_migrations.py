@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -11,6 +16,7 @@ from db.migrate import alembic_config, current_revision, downgrade, head_revisio
 from db.models import Base
 from db.session import make_engine
 
+ROOT = Path(__file__).resolve().parents[2]
 EXPECTED_TABLES = {
     "requests",
     "images",
@@ -98,3 +104,36 @@ def test_flow_queries_have_indexes(migrated_url: str) -> None:
     assert ("state", "priority") in indexed["annotation_tasks"]
     assert ("status",) in indexed["model_versions"]  # the one-champion partial unique index
     assert ("request_id",) in indexed["feedback"]
+
+
+def test_concurrent_inits_on_postgresql_serialize(postgres_url: str, tmp_path: Path) -> None:
+    # Several replicas running `inkloop init` at once (separate processes, as in production): all succeed and
+    # the schema is migrated exactly once.
+    inkloop = Path(sys.executable).with_name("inkloop")
+    env = {**os.environ, "INKLOOP_DATABASE_URL": postgres_url, "INKLOOP_HOME": str(tmp_path / "home")}
+    processes = [
+        subprocess.Popen([str(inkloop), "init"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outcomes = [(p.wait(timeout=120), *p.communicate()) for p in processes]
+    assert [code for code, _, _ in outcomes] == [0, 0, 0, 0], outcomes
+    assert sum("migrated from empty" in out for _, out, _ in outcomes) >= 1
+    assert _revision(postgres_url) == head_revision()
+    assert _tables(postgres_url) == EXPECTED_TABLES
+
+
+def test_alembic_command_line_reads_the_url_from_settings(tmp_path: Path) -> None:
+    # Developers run `alembic revision --autogenerate` / `alembic upgrade head`; env.py takes INKLOOP_DATABASE_URL.
+    database = tmp_path / "from-settings.db"
+    env = {**os.environ, "INKLOOP_DATABASE_URL": f"sqlite:///{database}"}
+    alembic = Path(sys.executable).with_name("alembic")
+    result = subprocess.run(
+        [str(alembic), "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert _revision(f"sqlite:///{database}") == head_revision()
