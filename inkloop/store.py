@@ -45,7 +45,10 @@ class ImageStore:
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/") if "://" in url else str(Path(url))
-        self.fs, root = fsspec.core.url_to_fs(self.url)
+        try:
+            self.fs, root = fsspec.core.url_to_fs(self.url)
+        except ImportError as exc:
+            raise StoreError(f"store {url} needs a filesystem package that is not installed: {exc}") from None
         self._root = root.rstrip("/")
         self._local = isinstance(self.fs, LocalFileSystem)
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)

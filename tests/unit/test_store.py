@@ -143,3 +143,9 @@ def test_generic_fsspec_path_writes_through_a_temporary(store: ImageStore, tmp_p
     key = store.put(PNG_BYTES)
     assert store.get(key) == PNG_BYTES
     assert [f.name for f in _files(tmp_path / "store")] == [key]
+
+
+def test_a_missing_filesystem_package_is_a_clear_error() -> None:
+    # oss:// is a protocol fsspec knows but whose package (ossfs) inkloop does not install.
+    with pytest.raises(StoreError, match="store oss://bucket/x needs a filesystem package that is not installed"):
+        ImageStore("oss://bucket/x")
