@@ -1,0 +1,153 @@
+"""The fonts synthetic paragraphs are written in: handwriting and printed families from Debian packages (the
+Makefile installs them), plus any folder of .ttf/.otf files the user points to.
+
+Whole families are held out of training so evaluation measures reading unseen handwriting, not memorised
+glyphs: `FontSet.train` never contains a family in `HELD_OUT_FAMILIES`, `FontSet.heldout` contains only those.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFont
+
+from inkloop.errors import InkloopError
+
+SYSTEM_FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
+
+# Debian packages the setup installs (Makefile FONT_PACKAGES) and the families they provide.
+HANDWRITING_FAMILIES = {
+    "DkgHandwriting", "Breip", "Because We Build", "Because We Connect", "Because We Create", "Because We Learn",
+    "Because We Mentor", "Because We Organize", "Dancing Script", "Ecolier_court", "femkeklaver", "Humor Sans",
+    "Kristi", "Klee One", "Rufscript", "Comic Neue", "Kaushan Script", "Jura", "Yanone Kaffeesatz", "Comfortaa",
+}  # fmt: skip
+PRINT_FAMILIES = {
+    "DejaVu Sans", "DejaVu Serif", "DejaVu Sans Mono", "Liberation Sans", "Liberation Serif", "Liberation Mono",
+    "FreeSans", "FreeSerif", "FreeMono", "Open Sans", "Lato", "Cantarell", "Charis SIL", "Gentium", "GentiumAlt",
+    "Linux Libertine O", "Linux Biolinum O", "Old Standard TT", "Caladea", "Andika",
+}  # fmt: skip
+# Never trained on; the held-out evaluation uses only these.
+HELD_OUT_FAMILIES = {"Because We Mentor", "Because We Organize", "Humor Sans", "Klee One", "Caladea", "Andika"}
+
+
+class FontSet(enum.StrEnum):
+    train = "train"
+    heldout = "heldout"
+    all = "all"
+
+
+class FontError(InkloopError):
+    """No usable font, or a font file that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Font:
+    path: Path
+    family: str
+    style: str
+    handwriting: bool
+    missing: frozenset[str] = field(default=frozenset(), compare=False)  # charset characters it has no glyph for
+    caps_only: bool = False  # draws lowercase letters as capitals: text written in it is upper-cased
+
+    @property
+    def name(self) -> str:
+        return f"{self.family} {self.style}".strip()
+
+    def covers(self, text: str) -> bool:
+        return not (set(text) & self.missing)
+
+
+def _glyph_signature(font: ImageFont.FreeTypeFont, char: str) -> bytes:
+    mask = font.getmask(char)
+    return bytes(mask.size) + bytes(np.asarray(mask, dtype=np.uint8).tobytes()) if mask.size[0] else b""
+
+
+def _missing_glyphs(font: ImageFont.FreeTypeFont, charset: str) -> frozenset[str]:
+    """Characters drawn as the font's 'missing glyph' box (compared with private-use characters no font has)."""
+    notdef = {_glyph_signature(font, c) for c in ("\ue000", "\U000f0000")}
+    return frozenset(c for c in charset if c.strip() and _glyph_signature(font, c) in notdef)
+
+
+def _shape(font: ImageFont.FreeTypeFont, char: str) -> np.ndarray:
+    mask = font.getmask(char)
+    ink = np.asarray(mask, dtype=np.uint8).reshape(mask.size[1], mask.size[0])
+    shape = np.asarray(Image.fromarray(ink).resize((24, 24)), dtype=np.float32)
+    return shape - shape.mean()
+
+
+def _is_caps_only(font: ImageFont.FreeTypeFont) -> bool:
+    """Lowercase letters shaped like their capitals (small caps fonts). Letters whose cases differ in shape are
+    compared after scaling to one size; ordinary fonts correlate below 0.55, caps fonts above 0.6."""
+    scores = []
+    for lower in "abdeghnqrty":
+        a, b = _shape(font, lower), _shape(font, lower.upper())
+        scores.append(float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum() + 1e-6)))
+    return float(np.mean(scores)) > 0.6
+
+
+@functools.lru_cache(maxsize=512)
+def _load(path: str, charset: str) -> tuple[str, str, frozenset[str], bool]:
+    try:
+        font = ImageFont.truetype(path, 40)
+    except OSError as exc:
+        raise FontError(f"cannot read font {path}: {exc}") from None
+    family, style = font.getname()
+    return family or Path(path).stem, style or "", _missing_glyphs(font, charset), _is_caps_only(font)
+
+
+def _font_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".ttf", ".otf") and p.is_file())
+
+
+def discover(
+    charset: str,
+    font_set: FontSet = FontSet.train,
+    user_dirs: Sequence[Path] = (),
+    system_dirs: Iterable[Path] = SYSTEM_FONT_DIRS,
+    max_missing: int = 12,
+) -> list[Font]:
+    """Usable fonts, sorted by path. System fonts are kept when their family is a known one; every font in
+    `user_dirs` is used (in the training set). A font missing more than `max_missing` charset glyphs is skipped."""
+    for folder in user_dirs:
+        if not Path(folder).is_dir():
+            raise FontError(f"font folder {folder} does not exist")
+    found: list[Font] = []
+    for folder in system_dirs:
+        if not folder.is_dir():
+            continue
+        for path in _font_files(folder):
+            family, style, missing, caps = _load(str(path), charset)
+            known = family in HANDWRITING_FAMILIES or family in PRINT_FAMILIES
+            held_out = family in HELD_OUT_FAMILIES
+            wanted = (
+                font_set is FontSet.all
+                or (font_set is FontSet.train and not held_out)
+                or (font_set is FontSet.heldout and held_out)
+            )
+            if known and wanted and len(missing) <= max_missing:
+                found.append(Font(path, family, style, family in HANDWRITING_FAMILIES, missing, caps))
+    if font_set is not FontSet.heldout:
+        for folder in user_dirs:
+            files = _font_files(Path(folder))
+            if not files:
+                raise FontError(f"font folder {folder} has no .ttf or .otf files")
+            for path in files:
+                family, style, missing, caps = _load(str(path), charset)
+                if len(missing) <= max_missing:
+                    found.append(Font(path, family, style, True, missing, caps))
+    if not found:
+        raise FontError(
+            f"no usable {font_set.value} fonts found in {', '.join(str(d) for d in [*system_dirs, *user_dirs])}; "
+            "install the font packages (`make fonts`) or pass --fonts DIR"
+        )
+    return sorted(found, key=lambda f: str(f.path))
+
+
+@functools.lru_cache(maxsize=256)
+def truetype(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(path), size)
