@@ -1,0 +1,209 @@
+"""Write a synthetic dataset: N paragraph images (PNG) and `labels.jsonl`, the format the recognizer's DataModule
+reads. Sample i depends only on (seed, i), so output is identical for a seed whatever the number of workers.
+
+The folder is built under a temporary name and renamed into place when complete: an interrupted run leaves no
+half-written dataset behind.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from inkloop import __version__
+from inkloop.errors import InkloopError
+from inkloop.text import DEFAULT_CHARSET, OutOfCharset
+from synth.augment import PageStyle, compose
+from synth.corpus import SHIPPED_CORPUS, Corpus
+from synth.fonts import Font, FontSet, discover
+from synth.render import Handwriting, render, wrap
+from synth.stitch import LineCrop, stitch_random
+
+LABELS = "labels.jsonl"
+MANIFEST = "manifest.json"
+
+
+class SynthError(InkloopError):
+    """Bad synthesis parameters or output folder."""
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    count: int
+    seed: int = 0
+    font_set: FontSet = FontSet.train
+    font_dirs: tuple[Path, ...] = ()
+    corpus: Path = SHIPPED_CORPUS
+    charset: str = DEFAULT_CHARSET
+    policy: OutOfCharset = OutOfCharset.fold
+    color: bool = False
+    dark_share: float = 0.2  # share of light-on-dark pages
+    max_lines: int = 12
+    handwriting_share: float = 0.7  # share of pages in handwriting (not printed) fonts
+    lines_from: Path | None = None  # stitch paragraphs from this folder's line crops instead of rendering
+
+    def validate(self) -> None:
+        if self.count < 1:
+            raise SynthError(f"count must be at least 1, got {self.count}")
+        if not 0 <= self.dark_share <= 1:
+            raise SynthError(f"dark share must be in [0, 1], got {self.dark_share}")
+        if not 1 <= self.max_lines <= 30:
+            raise SynthError(f"max lines must be in 1..30, got {self.max_lines}")
+
+
+class Generator:
+    """Holds what every sample needs (fonts, corpus, line crops); built once per worker process."""
+
+    def __init__(self, options: SynthOptions) -> None:
+        self.options = options
+        self.lines: list[LineCrop] = []
+        if options.lines_from is not None:
+            self.lines = [
+                LineCrop(Image.open(path).convert("L"), text) for path, text in read_labels(options.lines_from)
+            ]
+            if not self.lines:
+                raise SynthError(f"{options.lines_from} has no line crops")
+            return
+        self.fonts = discover(options.charset, options.font_set, options.font_dirs)
+        self.handwriting = [f for f in self.fonts if f.handwriting]
+        self.corpus = Corpus.from_file(options.corpus, options.charset, options.policy)
+
+    def _font_for(self, rng: np.random.Generator, words: list[str]) -> Font:
+        chars = set("".join(words))
+        pool = self.handwriting if self.handwriting and rng.random() < self.options.handwriting_share else self.fonts
+        covering = [f for f in pool if f.covers("".join(chars)) and f.covers("".join(chars).upper())]
+        if not covering:
+            covering = [f for f in self.fonts if f.covers("".join(chars))] or self.fonts
+        return covering[int(rng.integers(len(covering)))]
+
+    def sample(self, index: int) -> tuple[Image.Image, str, dict[str, Any]]:
+        rng = np.random.default_rng([self.options.seed, index])
+        dark = bool(rng.random() < self.options.dark_share)
+        if self.lines:
+            image, text = stitch_random(self.lines, rng, self.options.max_lines)
+            if dark:
+                image = Image.fromarray(255 - np.asarray(image))
+            return image, text, {"generator": "stitch", "dark_background": dark}
+        n_lines = int(rng.integers(1, self.options.max_lines + 1))
+        words = self.corpus.sample_words(rng, n_lines * 14 + 8)
+        font = self._font_for(rng, words)
+        if font.caps_only:
+            words = [w.upper() for w in words]
+        style = Handwriting.sample(rng, font.handwriting)
+        max_width = float(rng.uniform(12, 40)) * style.size
+        lines = wrap(words, font, style, max_width, n_lines)
+        rendered = render(lines, font, style, rng)
+        page = PageStyle.sample(rng, dark)
+        image = compose(rendered.mask, rendered.baselines, rendered.line_height, page, rng, self.options.color)
+        meta = {
+            "generator": "font",
+            "font": font.name,
+            "font_file": font.path.name,
+            "handwriting": font.handwriting,
+            "dark_background": dark,
+            "style": style.as_dict(),
+            "page": page.as_dict(),
+        }
+        return image, "\n".join(lines), meta
+
+
+def read_labels(folder: Path) -> list[tuple[Path, str]]:
+    """(image path, text) for each line of `folder/labels.jsonl`, checked: every file exists, every text is a string."""
+    labels = Path(folder) / LABELS
+    if not labels.is_file():
+        raise SynthError(f"{folder} has no {LABELS}")
+    rows = []
+    for number, line in enumerate(labels.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            path, text = Path(folder) / record["file"], record["text"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise SynthError(f"{labels}:{number}: not a {{'file', 'text'}} JSON object ({exc})") from None
+        if not isinstance(text, str) or not path.is_file():
+            raise SynthError(f"{labels}:{number}: missing image {record['file']!r} or non-string text")
+        rows.append((path, text))
+    return rows
+
+
+_worker: Generator | None = None
+
+
+def _init_worker(options: SynthOptions) -> None:
+    global _worker
+    _worker = Generator(options)
+
+
+def _write_sample(job: tuple[int, str]) -> dict[str, Any]:
+    index, folder = job
+    assert _worker is not None
+    image, text, meta = _worker.sample(index)
+    name = f"{index:06d}.png"
+    image.save(Path(folder) / name, compress_level=3)
+    return {"file": name, "text": text, "index": index, "width": image.width, "height": image.height, **meta}
+
+
+def generate(
+    out: Path,
+    options: SynthOptions,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write `options.count` samples to the folder `out` (which must not exist, or be empty). Returns `out`."""
+    options.validate()
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SynthError(f"{out} already exists and is not an empty folder; choose another --out")
+    Generator(options)  # fail fast (no fonts, bad corpus) before starting workers
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        jobs = [(i, str(staging)) for i in range(options.count)]
+        with open(staging / LABELS, "w", encoding="utf-8") as labels:
+            for record in _run(jobs, options, workers):
+                labels.write(json.dumps(record, ensure_ascii=False) + "\n")
+                if progress:
+                    progress(1)
+        manifest = {
+            "count": options.count,
+            "seed": options.seed,
+            "font_set": options.font_set.value,
+            "font_dirs": [str(d) for d in options.font_dirs],
+            "corpus": str(options.corpus),
+            "charset": options.charset,
+            "color": options.color,
+            "dark_share": options.dark_share,
+            "lines_from": str(options.lines_from) if options.lines_from else None,
+            "inkloop_version": __version__,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _run(jobs: Sequence[tuple[int, str]], options: SynthOptions, workers: int) -> Iterator[dict[str, Any]]:
+    if workers <= 1:
+        _init_worker(options)
+        yield from map(_write_sample, jobs)
+        return
+    context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
+        yield from pool.imap(_write_sample, jobs, chunksize=4)
