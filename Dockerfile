@@ -12,6 +12,12 @@ ENV PYTHONUNBUFFERED=1 \
     INKLOOP_HOME=/var/lib/inkloop
 
 WORKDIR /app
+# Fonts for synthetic paragraphs: keep in step with FONT_PACKAGES in the Makefile.
+COPY Makefile /tmp/Makefile
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       $(sed -n '/^FONT_PACKAGES/,/^$/p' /tmp/Makefile | sed 's/FONT_PACKAGES :=//; s/\\//g') \
+    && rm -rf /var/lib/apt/lists/* /tmp/Makefile
 # torch first, in its own layer: it is the largest and changes least.
 RUN pip install --index-url "${TORCH_INDEX_URL}" "${TORCH_SPEC}"
 COPY requirements/constraints.txt requirements/constraints.txt

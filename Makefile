@@ -10,12 +10,18 @@ STAMP := $(VENV)/.inkloop-installed
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX_URL ?=
 PYTEST_ARGS ?=
+# Handwriting and printed fonts for synthetic paragraphs (synth/fonts.py lists the families it uses).
+FONT_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-bwht fonts-dancingscript fonts-ecolier-court \
+	fonts-femkeklaver fonts-humor-sans fonts-kristi fonts-klee fonts-rufscript fonts-comic-neue \
+	fonts-kaushanscript fonts-jura fonts-yanone-kaffeesatz fonts-comfortaa fonts-dejavu-core fonts-liberation2 \
+	fonts-freefont-ttf fonts-sil-andika fonts-cantarell fonts-oldstandard fonts-linuxlibertine fonts-lato \
+	fonts-open-sans fonts-sil-charis fonts-crosextra-caladea fonts-sil-gentium
 
 # The machine-wide PYTHONDONTWRITEBYTECODE=1 makes every import of torch, prefect and great-expectations
 # recompile; inkloop's own processes cache bytecode (ignored by git).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: venv demo test lint lock clean
+.PHONY: venv fonts demo test lint lock clean
 
 venv: $(STAMP)
 
@@ -29,12 +35,22 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet --constraint requirements/constraints.txt --editable '.[dev]'
 	@touch $(STAMP)
 
+# Debian font packages, installed when missing (as root, or through sudo).
+fonts:
+	@missing=$$(for p in $(FONT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		command -v apt-get >/dev/null || { echo "install these fonts (Debian names): $$missing" >&2; exit 1; }; \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+		echo "installing fonts: $$missing"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 # The main job on the embedded default (SQLite, a store folder, all under ./.inkloop).
-demo: venv
+demo: venv fonts
 	$(BIN)/inkloop init
 	$(BIN)/inkloop status
 
-test: venv
+test: venv fonts
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv

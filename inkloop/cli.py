@@ -7,17 +7,18 @@ traceback instead.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from inkloop import __version__
 from inkloop.errors import DatabaseError, InkloopError, SchemaNotReadyError
@@ -28,10 +29,10 @@ from inkloop.store import ImageStore
 class _OneLineErrors(TyperGroup):
     """Turn exceptions from any command into `inkloop: error: ...` and exit code 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, typer.Exit, typer.Abort):
+        except (typer.Exit, typer.Abort, TyperException):  # usage errors and exits keep typer's handling
             raise
         except Exception as exc:
             if ctx.find_root().params.get("debug"):
@@ -224,6 +225,62 @@ def _print_fields(fields: dict[str, str]) -> None:
     width = max(len(k) for k in fields)
     for key, value in fields.items():
         typer.echo(f"{key.ljust(width)}  {value}")
+
+
+@app.command()
+def synth(
+    count: Annotated[int, typer.Option("--count", min=1, help="How many paragraph images to write.")],
+    out: Annotated[Path, typer.Option("--out", help="New (or empty) folder for the PNGs and labels.jsonl.")],
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same images.")] = 0,
+    fonts: Annotated[
+        list[Path] | None, typer.Option("--fonts", help="A folder of .ttf/.otf fonts to use as well (repeatable).")
+    ] = None,
+    corpus: Annotated[Path | None, typer.Option("--corpus", help="UTF-8 text to write (default: shipped).")] = None,
+    font_set: Annotated[str, typer.Option("--font-set", help="train, heldout (never trained on) or all.")] = "train",
+    charset_policy: Annotated[
+        str, typer.Option("--charset-policy", help="Characters the model cannot write: fold, drop or error.")
+    ] = "fold",
+    color: Annotated[bool, typer.Option("--color", help="Write RGB pages (default: grayscale, smaller).")] = False,
+    dark_share: Annotated[float, typer.Option("--dark-share", help="Share of light-on-dark pages.")] = 0.2,
+    lines_from: Annotated[
+        Path | None, typer.Option("--lines-from", help="Stitch paragraphs from this folder's line crops instead.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Processes; 0 means one per core.")] = 0,
+) -> None:
+    """Write synthetic handwritten paragraphs (PNG) and their texts (labels.jsonl)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from inkloop.text import OutOfCharset
+    from synth.corpus import SHIPPED_CORPUS
+    from synth.fonts import FontSet
+    from synth.generate import SynthOptions, generate
+
+    options = SynthOptions(
+        count=count,
+        seed=seed,
+        font_set=_choice(FontSet, font_set, "--font-set"),
+        font_dirs=tuple(fonts or ()),
+        corpus=corpus or SHIPPED_CORPUS,
+        policy=_choice(OutOfCharset, charset_policy, "--charset-policy"),
+        color=color,
+        dark_share=dark_share,
+        lines_from=lines_from,
+    )
+    started = time.monotonic()
+    columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("synth", total=count)
+        generate(out, options, workers=workers or os.cpu_count() or 1, progress=lambda n: bar.advance(task, n))
+    elapsed = time.monotonic() - started
+    typer.echo(f"wrote {count} paragraphs to {out} ({count / elapsed:.1f}/s); texts in {out / 'labels.jsonl'}")
+
+
+def _choice(enum_cls: Any, value: str, option: str) -> Any:
+    try:
+        return enum_cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum_cls)
+        raise InkloopError(f"{option} must be one of {allowed}, not {value!r}") from None
 
 
 @store_app.command("put")
