@@ -23,6 +23,7 @@ from PIL import Image
 
 from inkloop import __version__
 from inkloop.errors import InkloopError
+from inkloop.labels import LABELS, read_labels
 from inkloop.text import DEFAULT_CHARSET, OutOfCharset
 from synth.augment import PageStyle, compose
 from synth.corpus import SHIPPED_CORPUS, Corpus
@@ -30,7 +31,6 @@ from synth.fonts import Font, FontSet, discover
 from synth.render import Handwriting, render, wrap
 from synth.stitch import LineCrop, stitch_random
 
-LABELS = "labels.jsonl"
 MANIFEST = "manifest.json"
 
 
@@ -116,26 +116,6 @@ class Generator:
             "page": page.as_dict(),
         }
         return image, "\n".join(lines), meta
-
-
-def read_labels(folder: Path) -> list[tuple[Path, str]]:
-    """(image path, text) for each line of `folder/labels.jsonl`, checked: every file exists, every text is a string."""
-    labels = Path(folder) / LABELS
-    if not labels.is_file():
-        raise SynthError(f"{folder} has no {LABELS}")
-    rows = []
-    for number, line in enumerate(labels.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            path, text = Path(folder) / record["file"], record["text"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise SynthError(f"{labels}:{number}: not a {{'file', 'text'}} JSON object ({exc})") from None
-        if not isinstance(text, str) or not path.is_file():
-            raise SynthError(f"{labels}:{number}: missing image {record['file']!r} or non-string text")
-        rows.append((path, text))
-    return rows
 
 
 _worker: Generator | None = None

@@ -14,10 +14,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from inkloop.cli import app
+from inkloop.labels import LABELS, LabelsError, read_labels
 from inkloop.text import DEFAULT_CHARSET, OutOfCharset
 from synth.corpus import Corpus, CorpusError
 from synth.fonts import HELD_OUT_FAMILIES, FontError, FontSet, discover
-from synth.generate import LABELS, SynthError, SynthOptions, generate, read_labels
+from synth.generate import SynthError, SynthOptions, generate
 from synth.render import _shear
 from synth.stitch import LineCrop, StitchError, stitch
 
@@ -172,10 +173,10 @@ def test_malformed_line_labels_name_the_line(tmp_path: Path) -> None:
     folder = tmp_path / "lines"
     folder.mkdir()
     (folder / LABELS).write_text('{"file": "a.png", "text": "x"}\nnot json\n')
-    with pytest.raises(SynthError, match=r"labels.jsonl:1: missing image 'a.png'"):
+    with pytest.raises(LabelsError, match=r"labels.jsonl:1: missing image 'a.png'"):
         read_labels(folder)
     Image.new("L", (10, 10)).save(folder / "a.png")
-    with pytest.raises(SynthError, match=r"labels.jsonl:2: not a"):
+    with pytest.raises(LabelsError, match=r"labels.jsonl:2: not a"):
         read_labels(folder)
 
 
