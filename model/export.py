@@ -1,0 +1,76 @@
+"""The model artifact: one TorchScript file with the model card embedded (`card.json`), so the charset, input
+size and calibration can never be separated from the weights they belong to."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from inkloop import __version__
+from model.nets.paragraph import ParagraphNet
+
+CARD = "card.json"
+
+
+class _Probabilities(nn.Module):
+    """What the artifact computes: per-frame class probabilities, (B, 1, H, W) -> (B, T, K)."""
+
+    def __init__(self, net: ParagraphNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images).softmax(-1)
+
+
+def code_version() -> str:
+    """inkloop's version and, in a git checkout, the commit (with +dirty for uncommitted changes)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return f"{__version__}+g{sha}{'.dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+
+
+def export(net: ParagraphNet, card: dict[str, Any], path: Path) -> Path:
+    """Trace `net` (in eval mode, on CPU) and write it with `card` to `path`; returns `path`."""
+    height, width = card["input"]["height"], card["input"]["width"]
+    module = _Probabilities(net).cpu().eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(module, torch.zeros(1, 1, height, width))
+    card = {
+        **card,
+        "format": "torchscript",
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": card.get("code_version") or code_version(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.jit.save(traced, str(tmp), _extra_files={CARD: json.dumps(card, indent=2)})
+    tmp.replace(path)
+    return path
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    files = {CARD: ""}
+    torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    return json.loads(files[CARD])

@@ -1,0 +1,160 @@
+"""Train a recognizer end to end: data, optional warm start, Lightning fit with checkpoints and resume,
+confidence calibration on validation pages, export of the artifact with its model card."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from pytorch_lightning.loggers import CSVLogger
+
+from inkloop.errors import InkloopError
+from inkloop.text import cer
+from model.charset import Charset
+from model.confidence import confidence_report, fit
+from model.config import TrainConfig
+from model.data import FolderDataModule
+from model.export import export
+from model.lit import LitRecognizer, seed_everything, transfer_weights
+from model.nets.paragraph import ParagraphNet, ParagraphNetConfig
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(InkloopError):
+    """Training could not start or produced no model."""
+
+
+@dataclass
+class TrainResult:
+    artifact: Path
+    card: dict[str, Any]
+
+
+def _warm_start(init: Path, data: FolderDataModule, config: TrainConfig, grow: bool) -> tuple[Charset, ParagraphNet]:
+    """The charset and network of an existing artifact; the charset grows by the data's new characters if asked."""
+    files = {"card.json": ""}
+    scripted = torch.jit.load(str(init), map_location="cpu", _extra_files=files)
+    card = json.loads(files["card.json"])
+    old = Charset(card["charset"])
+    if (card["input"]["height"], card["input"]["width"]) != (config.input_height, config.input_width):
+        raise TrainingError(
+            f"{init} reads {card['input']['height']}x{card['input']['width']} pages; "
+            f"the config says {config.input_height}x{config.input_width}"
+        )
+    net_config = ParagraphNetConfig.model_validate(card["config"]["net"])
+    if net_config != config.net:
+        raise TrainingError(f"{init} has network {net_config}, the config asks for {config.net}")
+    charset, added = old.grow(data.texts()) if grow else (old, [])
+    if added:
+        log.warning("charset grows by %d characters from the training data: %s", len(added), "".join(added))
+    source = ParagraphNet(len(old), net_config)
+    source.load_state_dict(scripted.net.state_dict())
+    target = ParagraphNet(len(charset), net_config)
+    transfer_weights(source, target, len(old))
+    return charset, target
+
+
+def train(
+    train_dirs: list[Path],
+    val_dirs: list[Path],
+    out: Path,
+    config: TrainConfig,
+    *,
+    init: Path | None = None,
+    grow_charset: bool = False,
+    resume: bool = False,
+    version: str | None = None,
+) -> TrainResult:
+    seed_everything(config.seed)
+    started = time.monotonic()
+    data = FolderDataModule(train_dirs, val_dirs, Charset.default(), config)
+    charset = Charset.default()
+    lit = None
+    if init is not None:
+        charset, net = _warm_start(init, data, config, grow_charset)
+        lit = LitRecognizer(config.model_dump(mode="json"), charset.characters)
+        lit.net.load_state_dict(net.state_dict())
+    data.charset = charset
+    lit = lit or LitRecognizer(config.model_dump(mode="json"), charset.characters)
+
+    cuda = torch.cuda.is_available()
+    precision = ("bf16-mixed" if cuda else "32-true") if config.precision == "auto" else config.precision
+    checkpoints = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        monitor="val/cer",
+        mode="min",
+        save_last=True,
+        filename="step{step}-cer{val/cer:.4f}",
+        auto_insert_metric_name=False,
+    )
+    interactive = sys.stderr.isatty()
+    trainer = pl.Trainer(
+        accelerator="gpu" if cuda else "cpu",
+        devices=1,
+        precision=precision,  # type: ignore[arg-type]
+        max_steps=config.max_steps,
+        val_check_interval=config.val_every_steps,
+        check_val_every_n_epoch=None,
+        callbacks=[checkpoints, RichProgressBar() if interactive else TQDMProgressBar(refresh_rate=50)],
+        logger=CSVLogger(out, name="logs"),
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        default_root_dir=out,
+    )
+    last = out / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise TrainingError(f"nothing to resume: {last} does not exist")
+    trainer.fit(lit, datamodule=data, ckpt_path=str(last) if resume else None)
+
+    best_path = checkpoints.best_model_path or str(last)
+    best = LitRecognizer.load_from_checkpoint(best_path, map_location="cpu")
+    trainer_eval = pl.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer_eval.validate(best, datamodule=data, verbose=False)
+    raw = np.array([r for r, _, _ in best.val_outputs])
+    errors = np.array([cer(p, t) for _, p, t in best.val_outputs])
+    calibration = fit(raw, errors)
+    report = confidence_report(raw, errors, calibration)
+    elapsed = time.monotonic() - started
+    card = {
+        "version": version or f"model-{time.strftime('%Y%m%d-%H%M%S')}",
+        "charset": charset.characters,
+        "input": {"height": config.input_height, "width": config.input_width, "channels": 1, "ink": "1 = ink"},
+        "parent": str(init) if init else None,
+        "training_data": {
+            "train": [str(d) for d in train_dirs],
+            "val": [str(d) for d in val_dirs],
+            "train_pages": len(data.train_set),
+            "val_pages": len(data.val_set),
+        },
+        "metrics": {
+            "val": {"cer": round(float(errors.mean()) if len(errors) else 0.0, 4), "pages": int(len(errors))},
+            "confidence": report,
+        },
+        "calibration": calibration.as_dict(),
+        "config": config.model_dump(mode="json"),
+        "training": {
+            "steps": int(trainer.global_step),
+            "wall_s": round(elapsed, 1),
+            "device": "cuda" if cuda else "cpu",
+            "gpu": torch.cuda.get_device_name(0) if cuda else None,
+            "precision": precision,
+            "best_checkpoint": Path(best_path).name,
+        },
+        "parameters": sum(p.numel() for p in best.net.parameters()),
+    }
+    artifact = export(best.net, card, out / "model.pt")
+    (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return TrainResult(artifact=artifact, card=card)
