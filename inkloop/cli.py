@@ -283,6 +283,89 @@ def _choice(enum_cls: Any, value: str, option: str) -> Any:
         raise InkloopError(f"{option} must be one of {allowed}, not {value!r}") from None
 
 
+@app.command()
+def train(
+    data: Annotated[list[Path], typer.Option("--data", help="Folder of PNGs + labels.jsonl to train on (repeatable).")],
+    val: Annotated[list[Path] | None, typer.Option("--val", help="Validation folder (default: 5% of --data).")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where checkpoints, logs and model.pt go.")] = Path("runs/latest"),
+    init: Annotated[Path | None, typer.Option("--init", help="Warm start from this model artifact.")] = None,
+    grow_charset: Annotated[
+        bool, typer.Option("--grow-charset", help="With --init: add the data's new characters to the charset.")
+    ] = False,
+    config_file: Annotated[Path | None, typer.Option("--config", help="JSON file of TrainConfig fields.")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Optimizer steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.ckpt.")] = False,
+    version: Annotated[str | None, typer.Option("--version", help="Version name written in the model card.")] = None,
+) -> None:
+    """Train the paragraph recognizer (GPU with mixed precision when there is one) and export OUT/model.pt."""
+    from pydantic import ValidationError
+
+    from model.config import TrainConfig
+    from model.train import train as run_training
+
+    fields: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            fields = json.loads(config_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InkloopError(f"cannot read config {config_file}: {exc}") from None
+    fields.update({k: v for k, v in {"max_steps": max_steps, "batch_size": batch_size}.items() if v is not None})
+    try:
+        config = TrainConfig.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InkloopError(f"invalid training config: {problems}") from None
+    if init is None and grow_charset:
+        raise InkloopError("--grow-charset needs --init (a new model already has the default charset)")
+    result = run_training(
+        list(data), list(val or []), out, config, init=init, grow_charset=grow_charset, resume=resume, version=version
+    )
+    metrics = result.card["metrics"]
+    typer.echo(
+        f"model {result.card['version']} -> {result.artifact}: val CER {metrics['val']['cer']:.4f} on "
+        f"{metrics['val']['pages']} pages, confidence ECE {metrics['confidence']['ece']:.3f}, "
+        f"{result.card['training']['steps']} steps in {result.card['training']['wall_s']:.0f} s "
+        f"on {result.card['training']['device']}"
+    )
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files to read.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    model_path: Annotated[Path | None, typer.Option("--model", help="Model artifact (default: shipped).")] = None,
+) -> None:
+    """Read the text in paragraph images. A file that cannot be read gets an error line; the others still run."""
+    from model.preprocess import ImageInputError
+    from model.recognizer import Recognizer, open_image
+
+    recognizer = Recognizer.load(model_path)
+    failed = 0
+    for path in images:
+        try:
+            prediction = recognizer.predict_images([open_image(path)])[0]
+        except ImageInputError as exc:
+            failed += 1
+            if as_json:
+                typer.echo(json.dumps({"path": str(path), "error": str(exc)}))
+            else:
+                typer.echo(f"inkloop: error: {exc}", err=True)
+            continue
+        if as_json:
+            record = {
+                "path": str(path),
+                "text": prediction.text,
+                "confidence": prediction.confidence,
+                "model_version": recognizer.version,
+            }
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            typer.echo(f"== {path} (confidence {prediction.confidence:.2f})\n{prediction.text}")
+    if failed:
+        raise typer.Exit(1)
+
+
 @store_app.command("put")
 def store_put(
     files: Annotated[list[Path], typer.Argument(help="Files to store.", exists=True, dir_okay=False, readable=True)],

@@ -1,0 +1,273 @@
+"""Recognizer pieces: charset, shapes, decoding, calibration, preprocessing of awkward images, TorchScript parity,
+and a tiny end-to-end train -> export -> predict run on CPU (warm start with a growing charset, resume)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from inkloop.cli import app
+from inkloop.text import OutOfCharset
+from model.charset import BLANK, Charset
+from model.confidence import Calibration, cer_coverage_auc, expected_calibration_error, fit
+from model.config import TrainConfig
+from model.decode import greedy
+from model.export import export, read_card
+from model.nets.paragraph import ParagraphNet, ParagraphNetConfig
+from model.preprocess import prepare
+from model.recognizer import ModelLoadError, Recognizer
+from model.train import TrainingError, train
+
+from .conftest import draw_page, write_folder
+
+TINY_NET = {"widths": (8, 16, 24, 32), "blocks": (1, 1, 1), "context_blocks": 1}
+
+
+def tiny_config(**overrides: object) -> TrainConfig:
+    fields: dict[str, object] = {
+        "input_height": 64, "input_width": 208, "batch_size": 4, "max_steps": 4, "val_every_steps": 2,
+        "num_workers": 0, "net": TINY_NET, "val_fraction": 0.25,
+    }  # fmt: skip
+    fields.update(overrides)
+    return TrainConfig.model_validate(fields)
+
+
+# --- charset and shapes -------------------------------------------------------------------------------------------
+
+
+def test_charset_round_trip_and_newline_token() -> None:
+    charset = Charset.default()
+    assert len(charset) == 97  # 95 printable ASCII + newline + blank
+    ids = charset.encode("Hi!\nyo")
+    assert BLANK not in ids and charset.decode(ids) == "Hi!\nyo"
+    assert charset.decode([BLANK, *ids, BLANK]) == "Hi!\nyo"
+    with pytest.raises(ValueError, match="not in the charset"):
+        charset.encode("caf\u00e9")
+    assert charset.clean("caf\u00e9", OutOfCharset.fold) == "cafe"
+    grown, added = charset.grow(["caf\u00e9", "\u00e9t\u00e9 \u00a3"])
+    assert added == ["\u00a3", "\u00e9"] and grown.characters[: len(charset.characters)] == charset.characters
+    with pytest.raises(ValueError):
+        Charset(["a", "a", "\n"])
+    with pytest.raises(ValueError, match="newline"):
+        Charset(["a", "b"])
+
+
+@pytest.mark.parametrize(("height", "width"), [(576, 640), (64, 208), (48, 100)])
+def test_output_is_one_frame_per_grid_cell(height: int, width: int) -> None:
+    net = ParagraphNet(97, ParagraphNetConfig(**TINY_NET)).eval()
+    with torch.no_grad():
+        logits = net(torch.zeros(2, 1, height, width))
+    rows, columns = ParagraphNet.grid(height, width)
+    assert logits.shape == (2, rows * columns, 97)
+    assert (rows, columns) == ((height + 15) // 16, (width + 7) // 8)
+
+
+def test_default_network_size() -> None:
+    parameters = sum(p.numel() for p in ParagraphNet(97).parameters())
+    assert 0.5e6 < parameters < 3e6  # a few MB as TorchScript
+
+
+def test_training_config_rejects_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="extra"):
+        TrainConfig.model_validate({"learning_rate": 0.1})
+    with pytest.raises(ValueError):
+        TrainConfig.model_validate({"net": {"widths": (8, 16, 24, 32), "depth": 3}})
+
+
+# --- decoding and confidence --------------------------------------------------------------------------------------
+
+
+def _probs(tokens: list[int], classes: int = 97, p: float = 0.9) -> np.ndarray:
+    probs = np.full((len(tokens), classes), (1 - p) / (classes - 1), dtype=np.float32)
+    probs[np.arange(len(tokens)), tokens] = p
+    return probs
+
+
+def test_greedy_collapses_repeats_and_splits_lines() -> None:
+    charset = Charset.default()
+    a, b, nl = charset.encode("a")[0], charset.encode("b")[0], charset.encode("\n")[0]
+    decoded = greedy(_probs([nl, a, a, BLANK, a, b, BLANK, nl, b, b, nl, BLANK]), charset)
+    assert decoded.text == "aab\nb"  # leading and trailing newlines are not lines
+    assert len(decoded.char_probs) == len(decoded.text)
+    assert len(decoded.line_raw_confidences) == 2
+    assert decoded.raw_confidence == pytest.approx(0.9, abs=1e-4)
+    empty = greedy(_probs([BLANK] * 5, p=0.99), charset)
+    assert empty.text == "" and empty.raw_confidence == pytest.approx(0.99, abs=1e-4)
+
+
+def test_calibration_fixes_an_overconfident_score_and_keeps_its_order() -> None:
+    rng = np.random.default_rng(0)
+    cer = rng.uniform(0, 0.6, 400)
+    raw = np.clip(1 - cer / 3 + rng.normal(0, 0.02, 400), 0, 1)  # ordered right, far too confident
+    calibration = fit(raw, cer)
+    before = expected_calibration_error(raw, cer)
+    after = expected_calibration_error(calibration(raw), cer)
+    assert after < before / 3
+    assert np.all(np.diff(calibration(np.linspace(0, 1, 50))) >= -1e-12)  # monotone
+    assert cer_coverage_auc(-cer, cer) <= cer_coverage_auc(raw, cer) < cer.mean()  # oracle <= ours < random
+    restored = Calibration.from_dict(json.loads(json.dumps(calibration.as_dict())))
+    assert np.allclose(restored(raw), calibration(raw))
+
+
+# --- preprocessing ------------------------------------------------------------------------------------------------
+
+
+def _reference() -> np.ndarray:
+    return prepare(draw_page("hello world", (160, 40)), 32, 128)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "P", "CMYK", "1", "I;16", "F"])
+def test_any_mode_gives_the_same_input(mode: str) -> None:
+    page = draw_page("hello world", (160, 40))
+    if mode in ("I;16", "F"):
+        converted = page.convert("I").convert(mode)
+    elif mode == "1":
+        converted = page.convert("1", dither=Image.Dither.NONE)  # a thresholded bilevel scan
+    else:
+        converted = page.convert(mode)
+    assert np.abs(prepare(converted, 32, 128) - _reference()).mean() < 0.03
+
+
+def test_either_polarity_gives_the_same_input() -> None:
+    dark = draw_page("hello world", (160, 40), dark=True)
+    assert np.abs(prepare(dark, 32, 128) - _reference()).mean() < 0.03
+
+
+def test_exif_orientation_is_applied() -> None:
+    rotated = draw_page("hello world", (160, 40)).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view": undoes ROTATE_90 (counter-clockwise)
+    buffer = io.BytesIO()
+    rotated.save(buffer, format="JPEG", exif=exif, quality=95)
+    # Ignoring the tag leaves a difference of about 0.04 here; applying it, about 0.001.
+    assert np.abs(prepare(Image.open(buffer), 32, 128) - _reference()).mean() < 0.01
+
+
+def test_input_has_ink_one_and_paper_zero() -> None:
+    page = _reference()
+    assert page.dtype == np.float32 and page.shape == (32, 128)
+    assert page.max() > 0.9 and np.median(page) < 0.05
+
+
+# --- end to end ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def trained(paragraph_folder: Path, tmp_path: Path) -> Path:
+    return train([paragraph_folder], [], tmp_path / "run", tiny_config(), version="tiny-test").artifact
+
+
+def test_train_export_predict(trained: Path, paragraph_folder: Path) -> None:
+    card = read_card(trained)
+    assert card["version"] == "tiny-test" and card["charset"] == Charset.default().characters
+    assert card["input"] == {"height": 64, "width": 208, "channels": 1, "ink": "1 = ink"}
+    assert card["training"]["steps"] == 4 and card["training"]["device"] == "cpu"
+    assert card["config"]["net"]["widths"] == list(TINY_NET["widths"])
+    assert set(card["metrics"]["confidence"]) >= {"ece", "cer_coverage_auc", "cer_coverage_auc_random"}
+    assert (trained.parent / "checkpoints" / "last.ckpt").is_file()
+
+    recognizer = Recognizer.load(trained)
+    predictions = recognizer.predict_paths(sorted(paragraph_folder.glob("*.png"))[:3])
+    assert len(predictions) == 3
+    for prediction in predictions:
+        assert 0.0 <= prediction.confidence <= 1.0
+        assert len(prediction.line_confidences) == len(prediction.text.split("\n"))
+
+
+def test_torchscript_matches_the_eager_network(trained: Path, tmp_path: Path) -> None:
+    from model.lit import LitRecognizer
+
+    eager = LitRecognizer.load_from_checkpoint(trained.parent / "checkpoints" / "last.ckpt", map_location="cpu").net
+    eager.eval()
+    exported = export(eager, read_card(trained), tmp_path / "again.pt")
+    scripted = torch.jit.load(str(exported))
+    images = torch.rand(3, 1, 64, 208)
+    with torch.no_grad():
+        expected = eager(images).softmax(-1)
+        actual = scripted(images)
+    assert torch.allclose(expected, actual, atol=1e-5)
+    charset = Charset.default()
+    assert [greedy(p, charset).text for p in expected.numpy()] == [greedy(p, charset).text for p in actual.numpy()]
+
+
+def test_warm_start_grows_the_charset_and_keeps_old_weights(trained: Path, tmp_path: Path) -> None:
+    accented = write_folder(tmp_path / "accented", ["caf\u00e9 na\u00efve", "\u00e9t\u00e9\nhello"] * 4, (200, 64), 13)
+    result = train([accented], [], tmp_path / "warm", tiny_config(max_steps=2), init=trained, grow_charset=True)
+    card = result.card
+    assert card["charset"][: 97 - 1] == Charset.default().characters
+    assert card["charset"][96:] == ["\u00e9", "\u00ef"] and card["parent"] == str(trained)
+    old = torch.jit.load(str(trained)).net.state_dict()
+    new = torch.jit.load(str(result.artifact)).net.state_dict()
+    assert new["classifier.weight"].shape[0] == 99 and old["classifier.weight"].shape[0] == 97
+    with pytest.raises(TrainingError, match="reads 64x208 pages"):
+        train([accented], [], tmp_path / "bad", tiny_config(input_width=256), init=trained)
+
+
+def test_resume_continues_from_the_last_checkpoint(paragraph_folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train([paragraph_folder], [], run, tiny_config(max_steps=2))
+    resumed = train([paragraph_folder], [], run, tiny_config(max_steps=4), resume=True)
+    assert resumed.card["training"]["steps"] == 4
+    with pytest.raises(TrainingError, match="nothing to resume"):
+        train([paragraph_folder], [], tmp_path / "fresh", tiny_config(), resume=True)
+
+
+def test_cli_train_and_predict(paragraph_folder: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(tiny_config().model_dump_json())
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(paragraph_folder),
+            "--out",
+            str(tmp_path / "run"),
+            "--config",
+            str(config),
+            "--max-steps",
+            "3",
+            "--version",
+            "cli-1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "model cli-1 ->" in result.output and "3 steps" in result.output
+    model = tmp_path / "run" / "model.pt"
+    good = sorted(paragraph_folder.glob("*.png"))[0]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(good.read_bytes()[:100])
+    result = runner.invoke(app, ["predict", "--json", "--model", str(model), str(good), str(bad), str(good)])
+    assert result.exit_code == 1
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [set(line) for line in lines] == [
+        {"path", "text", "confidence", "model_version"},
+        {"path", "error"},
+        {"path", "text", "confidence", "model_version"},
+    ]
+    assert lines[0]["model_version"] == "cli-1" and "unreadable image" in lines[1]["error"]
+
+    typo = tmp_path / "typo.json"
+    typo.write_text('{"learning_rate": 0.1}')
+    result = runner.invoke(app, ["train", "--data", str(paragraph_folder), "--config", str(typo)])
+    assert (
+        result.exit_code == 1
+        and "invalid training config: learning_rate: Extra inputs are not permitted" in result.output
+    )
+
+
+def test_loading_something_that_is_not_a_model(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="no model file"):
+        Recognizer.load(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ModelLoadError, match="is not an inkloop model artifact"):
+        Recognizer.load(junk)
