@@ -366,6 +366,40 @@ def predict(
         raise typer.Exit(1)
 
 
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option("--data", help="Folder of PNGs + labels.jsonl.")],
+    model_path: Annotated[Path | None, typer.Option("--model", help="Model artifact (default: shipped).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
+    examples: Annotated[int, typer.Option("--examples", min=0, help="Pages to include in the JSON report.")] = 0,
+    into_card: Annotated[
+        str | None, typer.Option("--into-card", help="Also record the result in the model card under this name.")
+    ] = None,
+) -> None:
+    """CER of a model on a labelled folder, overall, by polarity and by font, and the quality of its confidence."""
+    from model.evaluate import evaluate as run_evaluation
+    from model.export import update_card
+    from model.recognizer import Recognizer
+
+    recognizer = Recognizer.load(model_path)
+    report = run_evaluation(recognizer, data, keep_pages=examples)
+    if into_card:
+        summary = {k: v for k, v in report.items() if k not in ("examples", "model")}
+        update_card(recognizer.path, {"metrics": {into_card: summary}})
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    polarity = {k.split("/", 1)[1]: v for k, v in report["cer_by"].items() if k.startswith("polarity/")}
+    typer.echo(f"model {report['model']} on {report['pages']} pages of {data}: CER {report['cer']:.4f}")
+    if polarity:
+        typer.echo("  " + ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in polarity.items()))
+    conf = report["confidence"]
+    typer.echo(
+        f"  confidence: mean {conf['mean']:.3f}, ECE {conf['ece']:.3f}, "
+        f"CER-coverage area {conf['cer_coverage_auc']:.4f} (random order {conf['cer_coverage_auc_random']:.4f})"
+    )
+
+
 @store_app.command("put")
 def store_put(
     files: Annotated[list[Path], typer.Argument(help="Files to store.", exists=True, dir_okay=False, readable=True)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from inkloop.errors import InkloopError
 
@@ -15,12 +16,13 @@ class LabelsError(InkloopError):
     """A labels.jsonl that is missing or malformed, or names an image that does not exist."""
 
 
-def read_labels(folder: Path) -> list[tuple[Path, str]]:
-    """(image path, text) for each line of `folder/labels.jsonl`, checked: every file exists, every text is a string."""
+def read_records(folder: Path) -> list[dict[str, Any]]:
+    """Every record of `folder/labels.jsonl`, checked (each names an existing image and has a string text), with
+    "path" added: the image's full path."""
     labels = Path(folder) / LABELS
     if not labels.is_file():
         raise LabelsError(f"{folder} has no {LABELS}")
-    rows = []
+    records = []
     for number, line in enumerate(labels.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -31,7 +33,12 @@ def read_labels(folder: Path) -> list[tuple[Path, str]]:
             raise LabelsError(f"{labels}:{number}: not a {{'file', 'text'}} JSON object ({exc})") from None
         if not isinstance(text, str) or not path.is_file():
             raise LabelsError(f"{labels}:{number}: missing image {record['file']!r} or non-string text")
-        rows.append((path, text))
-    if not rows:
+        records.append({**record, "path": path})
+    if not records:
         raise LabelsError(f"{labels} lists no images")
-    return rows
+    return records
+
+
+def read_labels(folder: Path) -> list[tuple[Path, str]]:
+    """(image path, text) for each record of `folder/labels.jsonl`."""
+    return [(record["path"], record["text"]) for record in read_records(folder)]

@@ -74,3 +74,20 @@ def read_card(path: Path) -> dict[str, Any]:
     files = {CARD: ""}
     torch.jit.load(str(path), map_location="cpu", _extra_files=files)
     return json.loads(files[CARD])
+
+
+def update_card(path: Path, updates: dict[str, Any]) -> dict[str, Any]:
+    """Merge `updates` into the card of the artifact at `path` (top-level keys; `metrics` is merged one level
+    deeper) and rewrite the file atomically. Returns the new card."""
+    files = {CARD: ""}
+    module = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    card = json.loads(files[CARD])
+    for key, value in updates.items():
+        if key == "metrics" and isinstance(value, dict):
+            card.setdefault("metrics", {}).update(value)
+        else:
+            card[key] = value
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.jit.save(module, str(tmp), _extra_files={CARD: json.dumps(card, indent=2)})
+    tmp.replace(path)
+    return card

@@ -109,6 +109,7 @@ class Generator:
         meta = {
             "generator": "font",
             "font": font.name,
+            "font_family": font.family,
             "font_file": font.path.name,
             "handwriting": font.handwriting,
             "dark_background": dark,

@@ -192,9 +192,14 @@ def test_torchscript_matches_the_eager_network(trained: Path, tmp_path: Path) ->
     with torch.no_grad():
         expected = eager(images).softmax(-1)
         actual = scripted(images)
+        served = Recognizer.load(exported).module(images)  # frozen: batch norm folded into the convolutions
     assert torch.allclose(expected, actual, atol=1e-5)
+    assert torch.allclose(expected, served, atol=1e-4)
     charset = Charset.default()
-    assert [greedy(p, charset).text for p in expected.numpy()] == [greedy(p, charset).text for p in actual.numpy()]
+    texts = [greedy(p, charset).text for p in expected.numpy()]
+    assert (
+        texts == [greedy(p, charset).text for p in actual.numpy()] == [greedy(p, charset).text for p in served.numpy()]
+    )
 
 
 def test_warm_start_grows_the_charset_and_keeps_old_weights(trained: Path, tmp_path: Path) -> None:
@@ -271,3 +276,33 @@ def test_loading_something_that_is_not_a_model(tmp_path: Path) -> None:
     junk.write_bytes(b"not a model")
     with pytest.raises(ModelLoadError, match="is not an inkloop model artifact"):
         Recognizer.load(junk)
+
+
+def test_evaluate_reports_cer_by_polarity_and_records_it(trained: Path, tmp_path: Path) -> None:
+    from synth.generate import SynthOptions, generate
+
+    folder = generate(tmp_path / "heldout", SynthOptions(count=4, seed=0, max_lines=2, dark_share=0.5))
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(trained),
+            "--data",
+            str(folder),
+            "--json",
+            "--examples",
+            "2",
+            "--into-card",
+            "heldout_fonts",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["pages"] == 4 and report["cer"] >= 0
+    assert {"polarity/dark_on_light", "polarity/light_on_dark"} <= set(report["cer_by"])
+    assert any(key.startswith("font/") for key in report["cer_by"]) and len(report["examples"]) == 2
+    card = read_card(trained)
+    assert card["metrics"]["heldout_fonts"]["cer"] == report["cer"]
+    assert card["metrics"]["val"]  # what training recorded is kept
+    assert Recognizer.load(trained).version == "tiny-test"  # the rewritten artifact still loads

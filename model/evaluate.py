@@ -1,0 +1,62 @@
+"""Evaluate a model artifact on a labelled folder: CER overall (total edits / total characters), by polarity and
+by font family when the labels say, and how good its confidence is (ECE, CER-vs-coverage area)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inkloop.labels import read_records
+from inkloop.text import cer, edit_distance
+from model.confidence import cer_coverage_auc, expected_calibration_error
+from model.recognizer import Recognizer, open_image
+
+
+def evaluate(recognizer: Recognizer, folder: Path, batch_size: int = 8, keep_pages: int = 0) -> dict[str, Any]:
+    records = read_records(folder)
+    groups: dict[str, dict[str, list[int]]] = defaultdict(lambda: {"edits": [], "chars": []})
+    confidences, page_cers, pages = [], [], []
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        predictions = recognizer.predict_images([open_image(r["path"]) for r in chunk], batch_size)
+        for record, prediction in zip(chunk, predictions, strict=True):
+            edits, chars = edit_distance(prediction.text, record["text"]), len(record["text"])
+            keys = ["all"]
+            if "dark_background" in record:
+                keys.append("polarity/" + ("light_on_dark" if record["dark_background"] else "dark_on_light"))
+            if "font_family" in record:
+                keys.append(f"font/{record['font_family']}")
+            for key in keys:
+                groups[key]["edits"].append(edits)
+                groups[key]["chars"].append(chars)
+            confidences.append(prediction.confidence)
+            page_cers.append(cer(prediction.text, record["text"]))
+            if len(pages) < keep_pages:
+                pages.append(
+                    {
+                        "file": record["file"],
+                        "text": record["text"],
+                        "prediction": prediction.text,
+                        "cer": round(page_cers[-1], 4),
+                        "confidence": prediction.confidence,
+                    }
+                )
+    cer_by = {key: round(sum(g["edits"]) / max(sum(g["chars"]), 1), 4) for key, g in sorted(groups.items())}
+    conf, errors = np.array(confidences), np.array(page_cers)
+    return {
+        "model": recognizer.version,
+        "data": str(folder),
+        "pages": len(records),
+        "cer": cer_by.pop("all"),
+        "cer_by": cer_by,
+        "confidence": {
+            "mean": round(float(conf.mean()), 4),
+            "ece": round(expected_calibration_error(conf, errors), 4),
+            "cer_coverage_auc": round(cer_coverage_auc(conf, errors), 4),
+            "cer_coverage_auc_random": round(float(errors.mean()), 4),
+        },
+        "examples": pages,
+    }
