@@ -21,7 +21,7 @@ FONT_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-bwht fonts-dancingscrip
 # recompile; inkloop's own processes cache bytecode (ignored by git).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: venv fonts demo test lint lock clean
+.PHONY: venv fonts demo test lint lock clean base-model
 
 venv: $(STAMP)
 
@@ -49,6 +49,20 @@ fonts:
 demo: venv fonts
 	$(BIN)/inkloop init
 	$(BIN)/inkloop status
+
+# The shipped model, reproducibly: synthetic training data in the training fonts, validation data, held-out
+# fonts in both polarities for the final evaluation; train (GPU with bf16 when there is one; reruns resume from
+# the last checkpoint), record the held-out CER in the model card, install the artifact as the shipped model.
+BASE_TRAIN ?= 40000
+DATA ?= data
+base-model: venv fonts
+	test -d $(DATA)/base-train || $(BIN)/inkloop synth --count $(BASE_TRAIN) --out $(DATA)/base-train --seed 1
+	test -d $(DATA)/base-val || $(BIN)/inkloop synth --count 400 --out $(DATA)/base-val --seed 2
+	test -d $(DATA)/heldout || $(BIN)/inkloop synth --count 400 --out $(DATA)/heldout --seed 3 --font-set heldout --dark-share 0.5
+	$(BIN)/inkloop train --data $(DATA)/base-train --val $(DATA)/base-val --config model/configs/base.json \
+		--out runs/base --version base-1 $(if $(wildcard runs/base/checkpoints/last.ckpt),--resume)
+	$(BIN)/inkloop evaluate --model runs/base/model.pt --data $(DATA)/heldout --into-card heldout_fonts
+	cp runs/base/model.pt model/artifacts/base.pt
 
 test: venv fonts
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
