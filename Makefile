@@ -62,7 +62,7 @@ base-model: venv fonts
 	$(BIN)/inkloop train --data $(DATA)/base-train --val $(DATA)/base-val --config model/configs/base.json \
 		--out runs/base --version base-1 $(if $(wildcard runs/base/checkpoints/last.ckpt),--resume)
 	$(BIN)/inkloop evaluate --model runs/base/model.pt --data $(DATA)/heldout --into-card heldout_fonts
-	cp runs/base/model.pt model/artifacts/base.pt
+	mkdir -p model/artifacts && cp runs/base/model.pt model/artifacts/base.pt
 
 test: venv fonts
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
