@@ -125,7 +125,14 @@ class FolderDataModule(pl.LightningDataModule):
         if not train_items:
             raise ValueError("no training pages")
         self.train_set = PageDataset(train_items, self.charset, self.config, train=True)
-        self.val_set = PageDataset(val_items or train_items[:8], self.charset, self.config, train=False)
+        if not val_items:
+            log.warning(
+                "no validation pages (no --val and val_fraction %s): validating on 8 training pages, so "
+                "val/cer and the confidence calibration measure memory, not generalisation",
+                self.config.val_fraction,
+            )
+            val_items = train_items[:8]
+        self.val_set = PageDataset(val_items, self.charset, self.config, train=False)
         log.info("training on %d pages, validating on %d", len(self.train_set), len(self.val_set))
 
     def train_dataloader(self) -> DataLoader:
