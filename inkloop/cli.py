@@ -242,6 +242,9 @@ def synth(
     ] = "fold",
     color: Annotated[bool, typer.Option("--color", help="Write RGB pages (default: grayscale, smaller).")] = False,
     dark_share: Annotated[float, typer.Option("--dark-share", help="Share of light-on-dark pages.")] = 0.2,
+    max_lines: Annotated[
+        int, typer.Option("--max-lines", help="Lines per paragraph are 1..this (1 gives single lines).")
+    ] = 12,
     lines_from: Annotated[
         Path | None, typer.Option("--lines-from", help="Stitch paragraphs from this folder's line crops instead.")
     ] = None,
@@ -264,6 +267,7 @@ def synth(
         policy=_choice(OutOfCharset, charset_policy, "--charset-policy"),
         color=color,
         dark_share=dark_share,
+        max_lines=max_lines,
         lines_from=lines_from,
     )
     started = time.monotonic()

@@ -185,5 +185,9 @@ def test_cli_synth(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"wrote 3 paragraphs to {tmp_path / 's'}")
     assert len(_labels(tmp_path / "s")) == 3
+    lines = CliRunner().invoke(app, ["synth", "--count", "3", "--out", str(tmp_path / "l"), "--max-lines", "1"])
+    assert lines.exit_code == 0 and all("\n" not in r["text"] for r in _labels(tmp_path / "l"))
+    too_many = CliRunner().invoke(app, ["synth", "--count", "3", "--out", str(tmp_path / "m"), "--max-lines", "99"])
+    assert too_many.exit_code == 1 and "max lines must be in 1..30" in too_many.output
     bad = CliRunner().invoke(app, ["synth", "--count", "3", "--out", str(tmp_path / "t"), "--charset-policy", "x"])
     assert bad.exit_code == 1 and "--charset-policy must be one of fold, drop, error" in bad.output
