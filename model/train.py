@@ -47,9 +47,14 @@ def _warm_start(init: Path, data: FolderDataModule, config: TrainConfig, grow: b
     card = json.loads(files["card.json"])
     old = Charset(card["charset"])
     if (card["input"]["height"], card["input"]["width"]) != (config.input_height, config.input_width):
-        raise TrainingError(
-            f"{init} reads {card['input']['height']}x{card['input']['width']} pages; "
-            f"the config says {config.input_height}x{config.input_width}"
+        # The network is fully convolutional: its weights read any page size. This is how line-level
+        # pretraining (small pages) seeds a paragraph model.
+        log.info(
+            "warm start from %dx%d pages to %dx%d",
+            card["input"]["height"],
+            card["input"]["width"],
+            config.input_height,
+            config.input_width,
         )
     net_config = ParagraphNetConfig.model_validate(card["config"]["net"])
     if net_config != config.net:
