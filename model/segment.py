@@ -1,0 +1,198 @@
+"""Paragraph -> text lines, before the line reader (model/nets/lines.py) sees them.
+
+Classical and deterministic, because on the pages inkloop reads (one paragraph, lines roughly horizontal) a few
+array operations find the lines reliably in milliseconds, and a learned segmenter would cost the GPU-days that
+this project does not assume (README, "Why segment, then read lines"). The steps:
+
+1. `ink_map`: ink = 1, paper = 0 whatever the polarity, with the lighting gradient removed (the paper's
+   brightness is estimated locally, so a shadow across a phone photo is not mistaken for ink);
+2. deskew: the rotation in +-6 degrees that makes the row profile sharpest;
+3. ruled lines and margin lines (long thin strokes) are removed from the mask used to find text, not from the
+   crops;
+4. text lines are the runs of rows whose ink is well above the page's level, which is the x-height band of
+   each line: ascenders and descenders of neighbouring lines may touch, x-height bands do not. Slivers (the dots
+   of an i, accents, a stray mark) join the nearest line; bands twice the usual height are split at the
+   profile's lowest row;
+5. each band is widened to cover ascenders and descenders (never past a neighbour's band) and cropped to its
+   ink's columns.
+
+The result is a list of `Line`s top to bottom; `crop` is the float ink map of the line (ink = 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+VERSION = "1"  # bump when a change alters the crops (training caches are keyed by it)
+WORK_WIDTH = 1400  # pages are segmented at (at most) this width; line crops keep this resolution
+MIN_INK_SHARE = 0.002  # a page with less ink than this share of pixels has no text lines
+
+
+@dataclass(frozen=True)
+class Line:
+    crop: np.ndarray  # (h, w) float32, ink = 1
+    box: tuple[int, int, int, int]  # left, top, right, bottom in the deskewed working image
+    angle: float  # degrees the page was rotated by before cropping
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """Grayscale (0 = black) -> ink in [0, 1] with the local paper level subtracted, either polarity."""
+    if np.median(gray) < 128:
+        gray = 255.0 - gray
+    h, w = gray.shape
+    factor = max(h, w) / 256
+    small = np.asarray(
+        Image.fromarray(gray.astype(np.float32)).resize(
+            (max(int(w / factor), 1), max(int(h / factor), 1)), Image.BILINEAR
+        ),
+        dtype=np.float32,
+    )
+    # The paper is the bright envelope: a maximum filter removes strokes, a blur makes it smooth.
+    paper_small = ndimage.gaussian_filter(ndimage.maximum_filter(small, size=9), 4)
+    paper = np.asarray(Image.fromarray(paper_small).resize((w, h), Image.BILINEAR), dtype=np.float32)
+    darkness = np.clip(paper - gray, 0, None)
+    contrast = max(float(np.percentile(darkness, 99.5)), 40.0)
+    ink = np.clip(darkness / contrast, 0.0, 1.0)
+    # Paper grain and sensor noise stay below this level; real strokes do not.
+    return np.where(ink < 0.15, 0.0, ink).astype(np.float32)
+
+
+def _rotate(image: np.ndarray, angle: float, order: int = 1) -> np.ndarray:
+    if abs(angle) < 1e-3:
+        return image
+    return ndimage.rotate(image, angle, reshape=True, order=order, mode="constant", cval=0.0, prefilter=False)
+
+
+def _deskew_angle(mask: np.ndarray) -> float:
+    """The angle (degrees) that makes the row profile of `mask` sharpest; coarse, then fine."""
+    h, w = mask.shape
+    factor = max(w / 320, 1.0)
+    small = np.asarray(
+        Image.fromarray(mask.astype(np.uint8) * 255).resize((max(int(w / factor), 1), max(int(h / factor), 1))),
+        dtype=np.float32,
+    )
+
+    def sharpness(angle: float) -> float:
+        profile = _rotate(small, angle).sum(axis=1)
+        return float(np.square(np.diff(profile)).sum())
+
+    coarse = max(np.arange(-6.0, 6.01, 1.0), key=sharpness)
+    return float(max(np.arange(coarse - 0.75, coarse + 0.76, 0.25), key=sharpness))
+
+
+def _open_line(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Binary opening with a straight line of `length` pixels along `axis`: the pixels that lie on a run at
+    least that long. Two running sums, so the cost does not grow with the length."""
+    length |= 1  # odd, so the window is centred
+    counts = ndimage.uniform_filter1d(mask.astype(np.float32), length, axis=axis, mode="constant")
+    eroded = counts > 1 - 0.5 / length  # every pixel in the window is set
+    return ndimage.uniform_filter1d(eroded.astype(np.float32), length, axis=axis, mode="constant") > 0.5 / length
+
+
+def _remove_rules(mask: np.ndarray) -> np.ndarray:
+    """Drop long horizontal and vertical strokes (ruled paper, margin lines) from a binary mask."""
+    h, w = mask.shape
+    horizontal = _open_line(ndimage.binary_dilation(mask, structure=np.ones((3, 1), bool)), max(w // 6, 24), axis=1)
+    vertical = _open_line(ndimage.binary_dilation(mask, structure=np.ones((1, 3), bool)), max(h // 3, 24), axis=0)
+    rules = ndimage.binary_dilation(horizontal | vertical, structure=np.ones((3, 3), bool))
+    return mask & ~rules
+
+
+def _runs(above: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], above.astype(np.int8), [0]])))
+    return [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _bands(profile: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of rows (start, end exclusive) where the smoothed profile is well above its level nearby: the
+    x-height band of each line. "Nearby" (a few line heights) matters: a last line of one word has far less ink
+    per row than a full line, yet is as clearly a line as its neighbours."""
+    if not (profile > 0).any():
+        return []
+    level = float(np.percentile(profile[profile > 0], 90))
+    first = [b for b in _runs(profile > 0.22 * level) if b[1] - b[0] > 1]
+    if not first:
+        return []
+    typical = float(np.median([e - s for s, e in first]))
+    local = ndimage.maximum_filter1d(profile, size=max(int(3 * typical), 3))
+    return _runs((profile > 0.22 * local) & (profile > max(0.02 * level, 1.0)))
+
+
+def _ink(profile: np.ndarray, band: tuple[int, int]) -> float:
+    return float(profile[band[0] : band[1]].sum())
+
+
+def _tidy(bands: list[tuple[int, int]], profile: np.ndarray) -> list[tuple[int, int]]:
+    """Join slivers to their nearest line, split bands that hold two lines."""
+    if not bands:
+        return []
+    heights = np.array([e - s for s, e in bands])
+    typical = float(np.median(heights[heights >= 0.5 * heights.max()]))
+    full = [b for b in bands if b[1] - b[0] >= 0.45 * typical]
+    grown = [list(b) for b in full]
+    for start, end in bands:
+        if end - start >= 0.45 * typical or not grown:
+            continue
+        # A sliver joins the nearest full band when it is close to it, and is dropped otherwise.
+        gaps = [max(b[0] - end, start - b[1], 0) for b in grown]
+        nearest = int(np.argmin(gaps))
+        if gaps[nearest] < 0.6 * typical:
+            grown[nearest] = [min(grown[nearest][0], start), max(grown[nearest][1], end)]
+    # Descender (or ascender) bands: little ink, touching a line -> part of that line.
+    kept: list[tuple[int, int]] = []
+    for band in [(b[0], b[1]) for b in grown]:
+        inks = (_ink(profile, band), _ink(profile, kept[-1])) if kept else (0.0, 0.0)
+        if kept and band[0] - kept[-1][1] < 0.3 * typical and min(inks) < 0.4 * max(inks):
+            kept[-1] = (kept[-1][0], band[1])
+        else:
+            kept.append(band)
+    # Splits: a band much taller than usual is several lines whose x-height bands touch.
+    out: list[tuple[int, int]] = []
+    for start, end in kept:
+        pieces = int(round((end - start) / typical)) if end - start > 1.7 * typical else 1
+        cuts = [start]
+        for k in range(1, pieces):
+            centre = start + (end - start) * k // pieces
+            lo, hi = max(centre - int(typical * 0.4), start + 1), min(centre + int(typical * 0.4), end - 1)
+            cuts.append(lo + int(np.argmin(profile[lo:hi])) if hi > lo else centre)
+        cuts.append(end)
+        out.extend((a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a)
+    return out
+
+
+def segment(gray: np.ndarray) -> list[Line]:
+    """Text lines of a paragraph image (grayscale, 0 = black, any polarity), top to bottom."""
+    h, w = gray.shape
+    if w > WORK_WIDTH:
+        factor = WORK_WIDTH / w
+        gray = np.asarray(
+            Image.fromarray(gray.astype(np.float32)).resize((WORK_WIDTH, max(int(h * factor), 1)), Image.BILINEAR),
+            dtype=np.float32,
+        )
+    ink = ink_map(gray)
+    mask = ink > 0.35
+    if mask.mean() < MIN_INK_SHARE:
+        return []
+    angle = _deskew_angle(mask)
+    ink = _rotate(ink, angle)
+    mask = _remove_rules(ink > 0.35)
+    profile = ndimage.uniform_filter1d(mask.sum(axis=1).astype(np.float32), size=3)
+    bands = _tidy(_bands(profile), profile)
+    lines: list[Line] = []
+    for index, (start, end) in enumerate(bands):
+        core = end - start
+        above = bands[index - 1][1] if index > 0 else 0
+        below = bands[index + 1][0] if index + 1 < len(bands) else ink.shape[0]
+        top = max(start - int(0.9 * core), above, 0)
+        bottom = min(end + int(0.8 * core), below, ink.shape[0])
+        columns = np.flatnonzero(mask[start:end].any(axis=0))
+        if columns.size == 0:
+            continue
+        pad = max(core // 3, 2)
+        left, right = max(int(columns[0]) - pad, 0), min(int(columns[-1]) + 1 + pad, ink.shape[1])
+        lines.append(Line(crop=ink[top:bottom, left:right], box=(left, top, right, bottom), angle=angle))
+    return lines
