@@ -6,33 +6,35 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from model.nets.paragraph import ParagraphNetConfig
+from model.nets.lines import LineNetConfig
 
 
 class AugmentConfig(BaseModel):
+    """On-the-fly variation of the line crops (the pages they come from are already varied by synth/)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    scale: tuple[float, float] = (0.7, 1.0)  # page size within the canvas
-    rotation: float = 1.5  # degrees, uniform +-
-    invert: float = 0.2  # probability of flipping polarity before normalisation
+    stretch: tuple[float, float] = (0.8, 1.2)  # horizontal scale factor
+    margin: float = 0.12  # rows added or cut at the top and bottom, as a share of the crop height
     contrast: tuple[float, float] = (0.6, 1.2)  # ink intensity factor
-    noise: float = 0.04  # max std of added noise (ink units)
+    blur: float = 0.3  # probability of a light blur
+    noise: float = 0.05  # max std of added noise (ink units)
 
 
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    input_height: int = Field(576, ge=32, multiple_of=16)
-    input_width: int = Field(640, ge=32, multiple_of=8)
-    net: ParagraphNetConfig = ParagraphNetConfig()
+    line_height: int = Field(40, ge=16, multiple_of=8)  # line crops are scaled to this many rows
+    max_line_width: int = Field(2048, ge=64, multiple_of=4)  # longer lines are squeezed to fit
+    net: LineNetConfig = LineNetConfig()
     augment: AugmentConfig = AugmentConfig()
     augment_enabled: bool = True
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(32, ge=1)  # lines per batch
     max_steps: int = Field(20_000, ge=1)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
-    val_fraction: float = Field(0.05, ge=0, lt=1)  # taken from --data when no --val is given
+    val_fraction: float = Field(0.05, ge=0, lt=1)  # pages taken from --data when no --val is given
     val_every_steps: int = Field(500, ge=1)
     num_workers: int = Field(2, ge=0)
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16-mixed on GPU, 32 on CPU

@@ -1,87 +1,145 @@
-"""Data for training: folders of PNG + labels.jsonl (synthetic or exported annotations), preprocessed exactly as
-at inference and augmented on the fly. A later issue feeds dataset versions from the database through the same
-`PageDataset` interface: anything that yields (PIL image, text) pairs."""
+"""Data for training: folders of paragraph PNGs + labels.jsonl (synthetic or exported annotations), cut into
+text lines by the same segmenter as at inference and augmented on the fly. A later issue feeds dataset versions
+from the database through the same interface: anything that yields (image path, paragraph text) pairs.
+
+A page trains only when the segmenter finds as many lines as its text has; the share of pages that agree is
+logged (it is the segmenter's accuracy on that data). Segmenting is the slow part of loading, so the line crops
+of each folder are cached under INKLOOP_HOME, keyed by the labels, the segmenter's version and the line height.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
+import os
+import pickle
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from scipy import ndimage
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from inkloop.labels import read_labels
+from inkloop.settings import load_settings
 from inkloop.text import OutOfCharset, log_dropped
 from model.charset import Charset
 from model.config import AugmentConfig, TrainConfig
-from model.nets.paragraph import ParagraphNet
-from model.preprocess import fit, normalize, to_grayscale
+from model.nets.lines import LineNet
+from model.preprocess import line_input, to_grayscale
+from model.segment import VERSION as SEGMENTER_VERSION
+from model.segment import segment
 
 log = logging.getLogger(__name__)
 
+LineItem = tuple[np.ndarray, str]  # uint8 line crop (ink = 255) at the configured height, its text
 
-class PageDataset(Dataset[tuple[torch.Tensor, torch.Tensor, str]]):
-    """(image (1, H, W) float, token ids, text) for each (path, text) pair."""
 
-    def __init__(self, items: Sequence[tuple[Path, str]], charset: Charset, config: TrainConfig, train: bool) -> None:
-        self.charset = charset
+def _page_lines(args: tuple[Path, str, int, int]) -> tuple[int, int, list[LineItem]]:
+    path, text, height, max_width = args
+    with Image.open(path) as image:
+        lines = segment(to_grayscale(image))
+    texts = text.split("\n")
+    if len(lines) != len(texts):
+        return len(lines), len(texts), []
+    crops = [
+        (np.round(line_input(line.crop, height, max_width) * 255).astype(np.uint8), t)
+        for line, t in zip(lines, texts, strict=True)
+    ]
+    return len(lines), len(texts), crops
+
+
+def _cache_path(items: Sequence[tuple[Path, str]], height: int, max_width: int) -> Path:
+    digest = hashlib.sha256(f"{SEGMENTER_VERSION}/{height}/{max_width}".encode())
+    for path, text in items:
+        digest.update(f"{path.resolve()}\0{path.stat().st_mtime_ns}\0{text}\0".encode())
+    return load_settings().home / "cache" / "lines" / f"{digest.hexdigest()[:24]}.pkl"
+
+
+def load_lines(items: Sequence[tuple[Path, str]], height: int, max_width: int, workers: int = 0) -> list[LineItem]:
+    """Line crops and texts of every page whose segmentation agrees with its text."""
+    cache = _cache_path(items, height, max_width)
+    if cache.is_file():
+        with open(cache, "rb") as f:
+            return pickle.load(f)
+    jobs = [(path, text, height, max_width) for path, text in items]
+    workers = workers or min(len(jobs) // 64 + 1, os.cpu_count() or 1)
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            results = pool.map(_page_lines, jobs, chunksize=32)
+    else:
+        results = [_page_lines(job) for job in jobs]
+    agreed = sum(1 for found, wanted, _ in results if found == wanted)
+    if agreed < len(results):
+        log.warning(
+            "segmentation agrees with the text's line count on %d of %d pages (%.1f%%); the others are left out",
+            agreed,
+            len(results),
+            100 * agreed / max(len(results), 1),
+        )
+    lines = [item for _, _, crops in results for item in crops]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(lines, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(cache)
+    return lines
+
+
+class LineDataset(Dataset[tuple[torch.Tensor, torch.Tensor, str]]):
+    """(line image (1, H, W) float, token ids, text) for each line of the agreeing pages."""
+
+    def __init__(self, lines: Sequence[LineItem], charset: Charset, config: TrainConfig, train: bool) -> None:
         self.config = config
         self.train = train and config.augment_enabled
         dropped: Counter[str] = Counter()
         policy = OutOfCharset(config.charset_policy)
-        cleaned = [(path, charset.clean(text, policy, dropped)) for path, text in items]
+        cleaned = [(crop, charset.clean(text, policy, dropped)) for crop, text in lines]
         log_dropped(dropped, "training labels")
-        # CTC needs a frame per character plus one between repeated characters; a page whose text cannot fit the
-        # grid would train on an infinite loss (zeroed), so it is left out, loudly.
-        rows, columns = ParagraphNet.grid(config.input_height, config.input_width)
-        self.items = [(p, t) for p, t in cleaned if ctc_frames_needed(t) <= rows * columns]
+        # CTC needs a frame per character plus one between repeated characters; a line squeezed so hard that its
+        # text cannot fit would train on an infinite loss (zeroed), so it is left out, loudly.
+        self.items = [(c, t) for c, t in cleaned if ctc_frames_needed(t) <= LineNet.frames(c.shape[1])]
         if len(self.items) < len(cleaned):
-            log.warning(
-                "%d of %d pages have more text than the %dx%d output grid can hold; left out",
-                len(cleaned) - len(self.items),
-                len(cleaned),
-                rows,
-                columns,
-            )
+            left_out = len(cleaned) - len(self.items)
+            log.warning("%d of %d lines are too narrow for their text; left out", left_out, len(cleaned))
+        self.targets = [torch.tensor(charset.encode(t), dtype=torch.long) for _, t in self.items]
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def width(self, index: int) -> int:
+        return self.items[index][0].shape[1]
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-        path, text = self.items[index]
-        with Image.open(path) as image:
-            gray = to_grayscale(image)
-        h, w = self.config.input_height, self.config.input_width
+        crop, text = self.items[index]
+        pixels = crop.astype(np.float32) / 255.0
         if self.train:
-            rng = np.random.default_rng()
-            pixels = augment(gray, self.config.augment, rng, h, w)
-        else:
-            pixels = fit(normalize(gray), h, w)
-        return torch.from_numpy(pixels)[None], torch.tensor(self.charset.encode(text), dtype=torch.long), text
+            pixels = augment(pixels, self.config.augment, np.random.default_rng(), self.config.max_line_width)
+            if ctc_frames_needed(text) > LineNet.frames(pixels.shape[1]):
+                pixels = crop.astype(np.float32) / 255.0
+        return torch.from_numpy(pixels)[None], self.targets[index], text
 
 
 def ctc_frames_needed(text: str) -> int:
     return len(text) + sum(a == b for a, b in zip(text, text[1:], strict=False))
 
 
-def augment(gray: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    if rng.random() < cfg.invert:
-        gray = 255.0 - gray
-    if cfg.rotation:
-        image = Image.fromarray(gray.astype(np.uint8))
-        paper = int(np.median(gray))
-        gray = np.asarray(
-            image.rotate(float(rng.uniform(-cfg.rotation, cfg.rotation)), Image.BILINEAR, expand=True, fillcolor=paper),
-            dtype=np.float32,
-        )
-    ink = normalize(gray)
-    ink = fit(ink, height, width, float(rng.uniform(*cfg.scale)), (float(rng.random()), float(rng.random())))
+def augment(line: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, max_width: int) -> np.ndarray:
+    height, width = line.shape
+    # Margins: shift the crop up or down and change how much space it has above and below, as a segmenter that
+    # cut a little differently would.
+    top, bottom = (int(rng.uniform(-cfg.margin, cfg.margin) * height) for _ in range(2))
+    padded = np.pad(line, ((max(-top, 0), max(-bottom, 0)), (0, 0)))
+    rows = padded[max(top, 0) : padded.shape[0] - max(bottom, 0)]
+    new_width = int(min(max(width * rng.uniform(*cfg.stretch) * height / max(rows.shape[0], 1), 8), max_width))
+    ink = np.asarray(Image.fromarray(rows).resize((new_width, height), Image.BILINEAR), dtype=np.float32)
+    if rng.random() < cfg.blur:
+        ink = ndimage.gaussian_filter(ink, float(rng.uniform(0.3, 0.9)))
     ink = ink * float(rng.uniform(*cfg.contrast))
     if cfg.noise:
         ink = ink + rng.normal(0, float(rng.uniform(0, cfg.noise)), ink.shape).astype(np.float32)
@@ -89,13 +147,41 @@ def augment(gray: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, heig
 
 
 def collate(batch: list[tuple[torch.Tensor, torch.Tensor, str]]) -> dict[str, object]:
+    """Pad lines on the right to the widest (rounded up to the network's stride)."""
     images, targets, texts = zip(*batch, strict=True)
+    stride = LineNet.STRIDE
+    width = max(-(-image.shape[-1] // stride) * stride for image in images)
+    padded = torch.zeros(len(images), 1, images[0].shape[1], width)
+    for i, image in enumerate(images):
+        padded[i, :, :, : image.shape[-1]] = image
     return {
-        "images": torch.stack(images),
+        "images": padded,
+        "frames": torch.tensor([LineNet.frames(image.shape[-1]) for image in images], dtype=torch.long),
         "targets": torch.cat(targets),
         "target_lengths": torch.tensor([len(t) for t in targets], dtype=torch.long),
         "texts": list(texts),
     }
+
+
+class WidthBuckets(Sampler[list[int]]):
+    """Batches of lines of similar width (little padding), in random order, a fresh grouping every epoch."""
+
+    def __init__(self, widths: Sequence[int], batch_size: int, seed: int) -> None:
+        self.widths, self.batch_size, self.epoch, self.seed = np.asarray(widths), batch_size, 0, seed
+
+    def __len__(self) -> int:
+        return max(len(self.widths) // self.batch_size, 1)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        jitter = rng.uniform(0, 0.15 * max(float(self.widths.mean()), 1.0), len(self.widths))
+        order = np.argsort(self.widths + jitter)
+        batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        for i in rng.permutation(len(batches)):
+            yield batches[i]
 
 
 def _held_for_validation(path: Path, fraction: float) -> bool:
@@ -111,11 +197,14 @@ class FolderDataModule(pl.LightningDataModule):
         super().__init__()
         self.train_dirs, self.val_dirs = [Path(d) for d in train_dirs], [Path(d) for d in val_dirs]
         self.charset, self.config = charset, config
+        self.val_pages: list[tuple[Path, str]] = []
 
     def texts(self) -> list[str]:
         return [text for folder in self.train_dirs + self.val_dirs for _, text in read_labels(folder)]
 
     def setup(self, stage: str | None = None) -> None:
+        if getattr(self, "train_set", None) is not None:
+            return
         train_items = [item for folder in self.train_dirs for item in read_labels(folder)]
         if self.val_dirs:
             val_items = [item for folder in self.val_dirs for item in read_labels(folder)]
@@ -124,7 +213,6 @@ class FolderDataModule(pl.LightningDataModule):
             train_items = [item for item in train_items if not _held_for_validation(item[0], self.config.val_fraction)]
         if not train_items:
             raise ValueError("no training pages")
-        self.train_set = PageDataset(train_items, self.charset, self.config, train=True)
         if not val_items:
             log.warning(
                 "no validation pages (no --val and val_fraction %s): validating on 8 training pages, so "
@@ -132,15 +220,19 @@ class FolderDataModule(pl.LightningDataModule):
                 self.config.val_fraction,
             )
             val_items = train_items[:8]
-        self.val_set = PageDataset(val_items, self.charset, self.config, train=False)
-        log.info("training on %d pages, validating on %d", len(self.train_set), len(self.val_set))
+        self.val_pages = val_items
+        height, width = self.config.line_height, self.config.max_line_width
+        self.train_set = LineDataset(load_lines(train_items, height, width), self.charset, self.config, train=True)
+        self.val_set = LineDataset(load_lines(val_items, height, width), self.charset, self.config, train=False)
+        if not len(self.train_set):
+            raise ValueError("no training lines: the segmenter agreed with no page's line count")
+        log.info("training on %d lines, validating on %d", len(self.train_set), len(self.val_set))
 
     def train_dataloader(self) -> DataLoader:
+        widths = [self.train_set.width(i) for i in range(len(self.train_set))]
         return DataLoader(
-            ConcatDataset([self.train_set]),
-            batch_size=self.config.batch_size,
-            shuffle=True,
-            drop_last=len(self.train_set) > self.config.batch_size,
+            self.train_set,
+            batch_sampler=WidthBuckets(widths, self.config.batch_size, self.config.seed),
             num_workers=self.config.num_workers,
             collate_fn=collate,
             persistent_workers=self.config.num_workers > 0,
@@ -148,9 +240,11 @@ class FolderDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
+        order = sorted(range(len(self.val_set)), key=self.val_set.width)
+        batches = [order[i : i + self.config.batch_size] for i in range(0, len(order), self.config.batch_size)]
         return DataLoader(
             self.val_set,
-            batch_size=self.config.batch_size,
+            batch_sampler=batches,
             num_workers=self.config.num_workers,
             collate_fn=collate,
             persistent_workers=self.config.num_workers > 0,

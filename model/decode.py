@@ -17,7 +17,7 @@ class Decoded:
     line_raw_confidences: list[float]  # the same, line by line
 
 
-def _geometric_mean(probs: np.ndarray) -> float:
+def geometric_mean(probs: np.ndarray) -> float:
     return float(np.exp(np.mean(np.log(np.clip(probs, 1e-6, 1.0))))) if probs.size else 1.0
 
 
@@ -42,11 +42,11 @@ def greedy(probs: np.ndarray, charset: Charset) -> Decoded:
     trail = len(text) - len(text.rstrip("\n"))
     text = text.strip("\n")
     char_probs = char_probs[lead : len(char_probs) - trail]
-    raw = _geometric_mean(np.array(char_probs)) if char_probs else _geometric_mean(best_p)
+    raw = geometric_mean(np.array(char_probs)) if char_probs else geometric_mean(best_p)
     lines: list[float] = []
     start = 0
     for line in text.split("\n"):
         end = start + len(line)
-        lines.append(_geometric_mean(np.array(char_probs[start:end])) if line else raw)
+        lines.append(geometric_mean(np.array(char_probs[start:end])) if line else raw)
         start = end + 1
     return Decoded(text=text, char_probs=char_probs, raw_confidence=raw, line_raw_confidences=lines)

@@ -21,7 +21,7 @@ def evaluate(recognizer: Recognizer, folder: Path, batch_size: int = 8, keep_pag
     confidences, page_cers, pages = [], [], []
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
-        predictions = recognizer.predict_images([open_image(r["path"]) for r in chunk], batch_size)
+        predictions = recognizer.predict_images([open_image(r["path"]) for r in chunk])
         for record, prediction in zip(chunk, predictions, strict=True):
             edits, chars = edit_distance(prediction.text, record["text"]), len(record["text"])
             keys = ["all"]

@@ -3,6 +3,7 @@ size and calibration can never be separated from the weights they belong to."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from datetime import UTC, datetime
@@ -13,20 +14,21 @@ import torch
 from torch import nn
 
 from inkloop import __version__
-from model.nets.paragraph import ParagraphNet
+from model.nets.lines import LineNet
 
 CARD = "card.json"
 
 
 class _Probabilities(nn.Module):
-    """What the artifact computes: per-frame class probabilities, (B, 1, H, W) -> (B, T, K)."""
+    """What the artifact computes: per-frame class probabilities of a batch of right-padded lines,
+    ((B, 1, H, W), (B,) frames) -> (B, W/4, K)."""
 
-    def __init__(self, net: ParagraphNet) -> None:
+    def __init__(self, net: LineNet) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images).softmax(-1)
+    def forward(self, images: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        return self.net(images, frames).softmax(-1)
 
 
 def code_version() -> str:
@@ -51,12 +53,11 @@ def code_version() -> str:
         return __version__
 
 
-def export(net: ParagraphNet, card: dict[str, Any], path: Path) -> Path:
-    """Trace `net` (in eval mode, on CPU) and write it with `card` to `path`; returns `path`."""
-    height, width = card["input"]["height"], card["input"]["width"]
-    module = _Probabilities(net).cpu().eval()
-    with torch.no_grad():
-        traced = torch.jit.trace(module, torch.zeros(1, 1, height, width))
+def export(net: LineNet, card: dict[str, Any], path: Path) -> Path:
+    """Compile `net` (in eval mode, on CPU) with TorchScript and write it with `card` to `path`; returns `path`.
+    Scripted, not traced: line widths and batch sizes vary from call to call."""
+    module = copy.deepcopy(net).cpu().eval()
+    traced = torch.jit.script(_Probabilities(module))
     card = {
         **card,
         "format": "torchscript",

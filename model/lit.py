@@ -15,7 +15,7 @@ from torchmetrics.text import CharErrorRate
 from model.charset import BLANK, Charset
 from model.config import TrainConfig
 from model.decode import greedy
-from model.nets.paragraph import ParagraphNet
+from model.nets.lines import LineNet
 
 
 class LitRecognizer(pl.LightningModule):
@@ -25,19 +25,18 @@ class LitRecognizer(pl.LightningModule):
         self.save_hyperparameters({"config": config, "charset": charset})
         self.config = TrainConfig.model_validate(config)
         self.charset = Charset(charset)
-        self.net = ParagraphNet(len(self.charset), self.config.net)
+        self.net = LineNet(len(self.charset), self.config.net)
         self.ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
         self.val_cer = CharErrorRate()
         self.val_outputs: list[tuple[float, str, str]] = []
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
+    def forward(self, images: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        return self.net(images, frames)
 
     def _loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.net(batch["images"])  # (B, T, K)
+        logits = self.net(batch["images"], batch["frames"])  # (B, T, K)
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # (T, B, K) as CTCLoss wants
-        frames = torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long)
-        return self.ctc(log_probs, batch["targets"], frames, batch["target_lengths"]), logits
+        return self.ctc(log_probs, batch["targets"], batch["frames"], batch["target_lengths"]), logits
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss, _ = self._loss(batch)
@@ -47,7 +46,7 @@ class LitRecognizer(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         loss, logits = self._loss(batch)
         probs = logits.float().softmax(-1).cpu().numpy()
-        predictions = [greedy(p, self.charset) for p in probs]
+        predictions = [greedy(p[:n], self.charset) for p, n in zip(probs, batch["frames"].tolist(), strict=True)]
         self.val_cer.update([d.text for d in predictions], batch["texts"])
         self.val_outputs.extend((d.raw_confidence, d.text, t) for d, t in zip(predictions, batch["texts"], strict=True))
         self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["texts"]))
@@ -75,7 +74,7 @@ class LitRecognizer(pl.LightningModule):
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def transfer_weights(source: ParagraphNet, target: ParagraphNet, old_classes: int) -> None:
+def transfer_weights(source: LineNet, target: LineNet, old_classes: int) -> None:
     """Warm start: copy every weight; the classifier keeps the old classes' rows (new characters are appended at
     the end of the charset, so ids match) and new rows start near zero."""
     target_state = target.state_dict()

@@ -1,6 +1,6 @@
 """From any reasonable image to the network's input: orientation from EXIF, any mode (RGB/RGBA/L/LA/P/CMYK/1,
-16-bit and float), either polarity, contrast normalised, fitted into a fixed canvas. The output has ink = 1 and
-paper = 0, so padding is blank paper."""
+16-bit and float), either polarity, the paper's level removed, cut into text lines (model/segment.py), each line
+scaled to the network's height. The output has ink = 1 and paper = 0, so padding is blank paper."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from inkloop.errors import InkloopError
+from model.segment import segment
 
 
 class ImageInputError(InkloopError):
@@ -54,8 +55,24 @@ def fit(
     return canvas
 
 
+def line_input(crop: np.ndarray, height: int, max_width: int) -> np.ndarray:
+    """A line crop (ink = 1) scaled to `height` rows keeping its aspect ratio (squeezed if wider than
+    `max_width`), as float32 (height, width)."""
+    h, w = crop.shape
+    width = int(min(max(round(w * height / max(h, 1)), 8), max_width))
+    resized = Image.fromarray(crop.astype(np.float32)).resize((width, height), Image.BILINEAR)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+
+
+def prepare_lines(image: Image.Image, height: int, max_width: int) -> list[np.ndarray]:
+    """The network inputs for one paragraph image: its text lines, top to bottom (empty for a blank page)."""
+    if image.width < 1 or image.height < 1:
+        raise ImageInputError("the image has no pixels")
+    return [line_input(line.crop, height, max_width) for line in segment(to_grayscale(image))]
+
+
 def prepare(image: Image.Image, height: int, width: int) -> np.ndarray:
-    """The network input (height, width) for one page, deterministic (inference and validation)."""
+    """A whole page fitted into (height, width): the input of the 2022 reference design (bench only)."""
     if image.width < 1 or image.height < 1:
         raise ImageInputError("the image has no pixels")
     return fit(normalize(to_grayscale(image)), height, width)

@@ -1,5 +1,6 @@
-"""Inference for serving, the CLI and the flows: load an artifact, read any reasonable image, predict in batches,
-return text with calibrated confidence overall and per line."""
+"""Inference for serving, the CLI and the flows: load an artifact, read any reasonable image, cut it into lines,
+read the lines of many pages in width-sorted batches, return each page's text with calibrated confidence overall
+and per line."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from PIL import Image, UnidentifiedImageError
 from inkloop.errors import InkloopError
 from model.charset import Charset
 from model.confidence import Calibration
-from model.decode import greedy
+from model.decode import Decoded, geometric_mean, greedy
 from model.export import CARD
-from model.preprocess import ImageInputError, prepare
+from model.nets.lines import LineNet
+from model.preprocess import ImageInputError, prepare_lines
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "artifacts" / "base.pt"
 
@@ -38,7 +40,8 @@ class Recognizer:
     def __init__(self, module: torch.jit.ScriptModule, card: dict[str, Any], path: Path) -> None:
         self.module, self.card, self.path = module, card, path
         self.charset = Charset(card["charset"])
-        self.height, self.width = int(card["input"]["height"]), int(card["input"]["width"])
+        self.line_height = int(card["input"]["line_height"])
+        self.max_line_width = int(card["input"]["max_line_width"])
         self.calibration = Calibration.from_dict(card["calibration"]) if card.get("calibration") else Calibration()
         self.version: str = card["version"]
         self.device = "cpu"
@@ -67,29 +70,48 @@ class Recognizer:
         recognizer.device = device
         return recognizer
 
-    def predict_images(self, images: list[Image.Image], batch_size: int = 8) -> list[Prediction]:
-        pages = [prepare(image, self.height, self.width) for image in images]
-        results: list[Prediction] = []
+    def read_lines(self, lines: list[np.ndarray], batch_size: int = 32) -> list[Decoded]:
+        """Greedy decodes of line inputs (float (H, W), ink = 1), batched by similar width."""
+        decoded: list[Decoded | None] = [None] * len(lines)
+        order = sorted(range(len(lines)), key=lambda i: lines[i].shape[1])
         device = torch.device(self.device)
-        for start in range(0, len(pages), batch_size):
-            batch = torch.from_numpy(np.stack(pages[start : start + batch_size]))[:, None].to(device)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            width = max(-(-lines[i].shape[1] // LineNet.STRIDE) * LineNet.STRIDE for i in chunk)
+            batch = np.zeros((len(chunk), 1, self.line_height, width), dtype=np.float32)
+            for row, i in enumerate(chunk):
+                batch[row, 0, :, : lines[i].shape[1]] = lines[i]
+            frames = torch.tensor([LineNet.frames(lines[i].shape[1]) for i in chunk], dtype=torch.long)
             with torch.inference_mode():
-                probs = self.module(batch).float().cpu().numpy()
-            for page_probs in probs:
-                decoded = greedy(page_probs, self.charset)
-                results.append(
-                    Prediction(
-                        text=decoded.text,
-                        confidence=round(float(self.calibration(decoded.raw_confidence)), 4),
-                        line_confidences=[
-                            round(float(c), 4) for c in self.calibration(np.array(decoded.line_raw_confidences))
-                        ],
-                        raw_confidence=round(decoded.raw_confidence, 4),
-                    )
+                probs = self.module(torch.from_numpy(batch).to(device), frames.to(device)).float().cpu().numpy()
+            for row, i in enumerate(chunk):
+                decoded[i] = greedy(probs[row, : int(frames[row])], self.charset)
+        return [d for d in decoded if d is not None]
+
+    def predict_images(self, images: list[Image.Image], batch_size: int = 32) -> list[Prediction]:
+        """One prediction per image. `batch_size` counts lines, which may come from several images."""
+        pages = [prepare_lines(image, self.line_height, self.max_line_width) for image in images]
+        flat = [line for page in pages for line in page]
+        decoded = iter(self.read_lines(flat, batch_size))
+        results: list[Prediction] = []
+        for page in pages:
+            lines = [next(decoded) for _ in page]
+            texts = [d.text.replace("\n", " ").strip() for d in lines]
+            kept = [(t, d) for t, d in zip(texts, lines, strict=True) if t]
+            probs = np.array([p for _, d in kept for p in d.char_probs])
+            # A page with no text found gets no confidence: it is exactly what annotators should look at.
+            raw = geometric_mean(probs) if probs.size else 0.0
+            results.append(
+                Prediction(
+                    text="\n".join(t for t, _ in kept),
+                    confidence=round(float(self.calibration(raw)), 4) if probs.size else 0.0,
+                    line_confidences=[round(float(self.calibration(d.raw_confidence)), 4) for _, d in kept],
+                    raw_confidence=round(raw, 4),
                 )
+            )
         return results
 
-    def predict_paths(self, paths: list[Path], batch_size: int = 8) -> list[Prediction]:
+    def predict_paths(self, paths: list[Path], batch_size: int = 32) -> list[Prediction]:
         return self.predict_images([open_image(p) for p in paths], batch_size)
 
 

@@ -25,7 +25,9 @@ from model.config import TrainConfig
 from model.data import FolderDataModule
 from model.export import export
 from model.lit import LitRecognizer, seed_everything, transfer_weights
-from model.nets.paragraph import ParagraphNet, ParagraphNetConfig
+from model.nets.lines import LineNet, LineNetConfig
+from model.recognizer import Recognizer
+from model.segment import VERSION as SEGMENTER_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -40,33 +42,36 @@ class TrainResult:
     card: dict[str, Any]
 
 
-def _warm_start(init: Path, data: FolderDataModule, config: TrainConfig, grow: bool) -> tuple[Charset, ParagraphNet]:
+def _warm_start(init: Path, data: FolderDataModule, config: TrainConfig, grow: bool) -> tuple[Charset, LineNet]:
     """The charset and network of an existing artifact; the charset grows by the data's new characters if asked."""
     files = {"card.json": ""}
     scripted = torch.jit.load(str(init), map_location="cpu", _extra_files=files)
     card = json.loads(files["card.json"])
     old = Charset(card["charset"])
-    if (card["input"]["height"], card["input"]["width"]) != (config.input_height, config.input_width):
-        # The network is fully convolutional: its weights read any page size. This is how line-level
-        # pretraining (small pages) seeds a paragraph model.
-        log.info(
-            "warm start from %dx%d pages to %dx%d",
-            card["input"]["height"],
-            card["input"]["width"],
-            config.input_height,
-            config.input_width,
-        )
-    net_config = ParagraphNetConfig.model_validate(card["config"]["net"])
+    if card["input"].get("line_height") != config.line_height:
+        # The network is fully convolutional up to a max over rows, so other heights run; they just read worse.
+        log.warning("warm start from %s-row to %d-row lines", card["input"].get("line_height"), config.line_height)
+    net_config = LineNetConfig.model_validate(card["config"]["net"])
     if net_config != config.net:
         raise TrainingError(f"{init} has network {net_config}, the config asks for {config.net}")
     charset, added = old.grow(data.texts()) if grow else (old, [])
     if added:
         log.warning("charset grows by %d characters from the training data: %s", len(added), "".join(added))
-    source = ParagraphNet(len(old), net_config)
+    source = LineNet(len(old), net_config)
     source.load_state_dict(scripted.net.state_dict())
-    target = ParagraphNet(len(charset), net_config)
+    target = LineNet(len(charset), net_config)
     transfer_weights(source, target, len(old))
     return charset, target
+
+
+def _input_card(config: TrainConfig) -> dict[str, Any]:
+    return {
+        "line_height": config.line_height,
+        "max_line_width": config.max_line_width,
+        "channels": 1,
+        "ink": "1 = ink",
+        "segmenter": SEGMENTER_VERSION,
+    }
 
 
 def train(
@@ -128,24 +133,31 @@ def train(
         accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
     )
     trainer_eval.validate(best, datamodule=data, verbose=False)
-    raw = np.array([r for r, _, _ in best.val_outputs])
-    errors = np.array([cer(p, t) for _, p, t in best.val_outputs])
+    line_errors = np.array([cer(p, t) for _, p, t in best.val_outputs])
+    # Confidence is calibrated where it is used: on whole validation pages, read as served (segmentation
+    # included), so a page the segmenter gets wrong counts with the CER it really has.
+    card = {"version": "calibrating", "charset": charset.characters, "input": _input_card(config)}
+    recognizer = Recognizer.load(export(best.net, card, out / "model.pt"))
+    pages = recognizer.predict_paths([path for path, _ in data.val_pages])
+    raw = np.array([p.raw_confidence for p in pages])
+    errors = np.array([cer(p.text, text) for p, (_, text) in zip(pages, data.val_pages, strict=True)])
     calibration = fit(raw, errors)
     report = confidence_report(raw, errors, calibration)
     elapsed = time.monotonic() - started
     card = {
         "version": version or f"model-{time.strftime('%Y%m%d-%H%M%S')}",
         "charset": charset.characters,
-        "input": {"height": config.input_height, "width": config.input_width, "channels": 1, "ink": "1 = ink"},
+        "input": _input_card(config),
         "parent": str(init) if init else None,
         "training_data": {
             "train": [str(d) for d in train_dirs],
             "val": [str(d) for d in val_dirs],
-            "train_pages": len(data.train_set),
-            "val_pages": len(data.val_set),
+            "train_lines": len(data.train_set),
+            "val_pages": len(data.val_pages),
         },
         "metrics": {
             "val": {"cer": round(float(errors.mean()) if len(errors) else 0.0, 4), "pages": int(len(errors))},
+            "val_lines": {"cer": round(float(line_errors.mean()), 4), "lines": int(len(line_errors))},
             "confidence": report,
         },
         "calibration": calibration.as_dict(),
