@@ -4,6 +4,7 @@ network itself lives in model/nets and knows nothing of this."""
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,9 @@ class LitRecognizer(pl.LightningModule):
         self.ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
         self.val_cer = CharErrorRate()
         self.val_outputs: list[tuple[float, str, str]] = []
+        # Training wall time, carried in checkpoints so a resumed run reports the time of all its parts.
+        self.fit_seconds_before = 0.0
+        self.fit_started = time.monotonic()
 
     def forward(self, images: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         return self.net(images, frames)
@@ -57,6 +61,18 @@ class LitRecognizer(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.log("val/cer", self.val_cer.compute(), prog_bar=True)
         self.val_cer.reset()
+
+    def on_fit_start(self) -> None:
+        self.fit_started = time.monotonic()
+
+    def fit_seconds(self) -> float:
+        return self.fit_seconds_before + time.monotonic() - self.fit_started
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["inkloop_fit_seconds"] = self.fit_seconds()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.fit_seconds_before = float(checkpoint.get("inkloop_fit_seconds", 0.0))
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)

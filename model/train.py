@@ -126,6 +126,7 @@ def train(
     if resume and not last.is_file():
         raise TrainingError(f"nothing to resume: {last} does not exist")
     trainer.fit(lit, datamodule=data, ckpt_path=str(last) if resume else None)
+    fit_seconds = lit.fit_seconds()
 
     best_path = checkpoints.best_model_path or str(last)
     best = LitRecognizer.load_from_checkpoint(best_path, map_location="cpu")
@@ -164,7 +165,8 @@ def train(
         "config": config.model_dump(mode="json"),
         "training": {
             "steps": int(trainer.global_step),
-            "wall_s": round(elapsed, 1),
+            "wall_s": round(elapsed, 1),  # this invocation: data loading, training, calibration, export
+            "fit_s": round(fit_seconds, 1),  # training itself, all resumed parts together
             "device": "cuda" if cuda else "cpu",
             "gpu": torch.cuda.get_device_name(0) if cuda else None,
             "precision": precision,

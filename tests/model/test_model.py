@@ -256,8 +256,10 @@ def test_warm_start_grows_the_charset_and_keeps_old_weights(trained: Path, tmp_p
 def test_resume_continues_from_the_last_checkpoint(paragraph_folder: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train([paragraph_folder], [], run, tiny_config(max_steps=2))
+    before = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["inkloop_fit_seconds"]
     resumed = train([paragraph_folder], [], run, tiny_config(max_steps=4), resume=True)
     assert resumed.card["training"]["steps"] == 4
+    assert resumed.card["training"]["fit_s"] > before > 0  # training time adds up across the resumed parts
     with pytest.raises(TrainingError, match="nothing to resume"):
         train([paragraph_folder], [], tmp_path / "fresh", tiny_config(), resume=True)
 

@@ -1,0 +1,41 @@
+"""The shipped model on the checked-in golden paragraphs (held-out fonts, both polarities): a stated CER bound,
+and the model card that the README and the serving endpoint quote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inkloop.labels import read_records
+from inkloop.text import edit_distance
+from model.recognizer import SHIPPED_MODEL, Recognizer
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+CER_BOUND = 0.10  # the shipped model base-1 reads these at CER 0.074 (README, "The shipped model")
+
+
+def test_shipped_model_reads_the_golden_paragraphs() -> None:
+    records = read_records(GOLDEN)
+    assert {r["dark_background"] for r in records} == {True, False}
+    recognizer = Recognizer.load()
+    predictions = recognizer.predict_paths([r["path"] for r in records])
+    edits = sum(edit_distance(p.text, r["text"]) for p, r in zip(predictions, records, strict=True))
+    chars = sum(len(r["text"]) for r in records)
+    report = "\n".join(f"{r['file']}: {p.text!r}" for p, r in zip(predictions, records, strict=True))
+    assert edits / chars <= CER_BOUND, f"CER {edits / chars:.3f} > {CER_BOUND}\n{report}"
+    # Every line is found and confidence is meaningful where the reading is right.
+    for prediction, record in zip(predictions, records, strict=True):
+        assert prediction.text.count("\n") == record["text"].count("\n")
+        assert 0.0 <= prediction.confidence <= 1.0
+
+
+def test_shipped_model_card_reports_training_and_held_out_evaluation() -> None:
+    card = Recognizer.load(SHIPPED_MODEL).card
+    assert card["version"] == "base-1" and card["parameters"] < 3_000_000
+    assert SHIPPED_MODEL.stat().st_size < 8 * 1024 * 1024
+    training = card["training"]
+    assert training["steps"] > 0 and training["wall_s"] > 0 and card["training_data"]["train_lines"] > 0
+    held_out = card["metrics"]["heldout_fonts"]
+    assert held_out["pages"] >= 400 and set(held_out["cer_by"]) >= {
+        "polarity/dark_on_light",
+        "polarity/light_on_dark",
+    }
