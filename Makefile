@@ -52,7 +52,7 @@ demo: venv fonts
 	$(BIN)/inkloop predict tests/golden/000000.png tests/golden/000003.png
 
 # The shipped model, reproducibly: synthetic paragraphs in the training fonts, one training run (GPU with bf16
-# when there is one; the defaults are sized for a 2-core CPU in about an hour), then the held-out fonts in both
+# when there is one; the defaults are sized for a 2-core CPU: about 90 minutes), then the held-out fonts in both
 # polarities are evaluated into the model card and the artifact is installed as the shipped model. Each step is a
 # file target: rerunning after an interruption skips what is done and resumes training from the last checkpoint.
 BASE_TRAIN ?= 4000
