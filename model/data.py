@@ -25,6 +25,7 @@ from PIL import Image
 from scipy import ndimage
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from inkloop.errors import InkloopError
 from inkloop.labels import read_labels
 from inkloop.settings import load_settings
 from inkloop.text import OutOfCharset, log_dropped
@@ -36,6 +37,11 @@ from model.segment import VERSION as SEGMENTER_VERSION
 from model.segment import segment
 
 log = logging.getLogger(__name__)
+
+
+class TrainingDataError(InkloopError):
+    """The training folders give nothing to train on."""
+
 
 LineItem = tuple[np.ndarray, str]  # uint8 line crop (ink = 255) at the configured height, its text
 
@@ -212,7 +218,7 @@ class FolderDataModule(pl.LightningDataModule):
             val_items = [item for item in train_items if _held_for_validation(item[0], self.config.val_fraction)]
             train_items = [item for item in train_items if not _held_for_validation(item[0], self.config.val_fraction)]
         if not train_items:
-            raise ValueError("no training pages")
+            raise TrainingDataError("no training pages")
         if not val_items:
             log.warning(
                 "no validation pages (no --val and val_fraction %s): validating on 8 training pages, so "
@@ -225,7 +231,10 @@ class FolderDataModule(pl.LightningDataModule):
         self.train_set = LineDataset(load_lines(train_items, height, width), self.charset, self.config, train=True)
         self.val_set = LineDataset(load_lines(val_items, height, width), self.charset, self.config, train=False)
         if not len(self.train_set):
-            raise ValueError("no training lines: the segmenter agreed with no page's line count")
+            raise TrainingDataError(
+                "no training lines: on no page did the segmenter find as many lines as the text has "
+                "(blank or unreadable images, or labels whose line breaks do not match the image)"
+            )
         log.info("training on %d lines, validating on %d", len(self.train_set), len(self.val_set))
 
     def train_dataloader(self) -> DataLoader:

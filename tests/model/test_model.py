@@ -253,6 +253,17 @@ def test_warm_start_grows_the_charset_and_keeps_old_weights(trained: Path, tmp_p
         train([accented], [], tmp_path / "bad", tiny_config(net=wider_net), init=trained)
 
 
+def test_pages_the_segmenter_cannot_split_give_a_clear_error(tmp_path: Path) -> None:
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    (blank / "labels.jsonl").write_text(json.dumps({"file": "a.png", "text": "hello\nworld"}) + "\n")
+    Image.new("L", (200, 64), 230).save(blank / "a.png")
+    result = CliRunner().invoke(app, ["train", "--data", str(blank), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "no training lines: on no page did the segmenter find as many lines" in result.output
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
 def test_resume_continues_from_the_last_checkpoint(paragraph_folder: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train([paragraph_folder], [], run, tiny_config(max_steps=2))
