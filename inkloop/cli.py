@@ -242,6 +242,9 @@ def synth(
     ] = "fold",
     color: Annotated[bool, typer.Option("--color", help="Write RGB pages (default: grayscale, smaller).")] = False,
     dark_share: Annotated[float, typer.Option("--dark-share", help="Share of light-on-dark pages.")] = 0.2,
+    caps_share: Annotated[
+        float, typer.Option("--caps-share", help="Share of pages written in block capitals, in any font.")
+    ] = 0.0,
     max_lines: Annotated[
         int, typer.Option("--max-lines", help="Lines per paragraph are 1..this (1 gives single lines).")
     ] = 12,
@@ -267,6 +270,7 @@ def synth(
         policy=_choice(OutOfCharset, charset_policy, "--charset-policy"),
         color=color,
         dark_share=dark_share,
+        caps_share=caps_share,
         max_lines=max_lines,
         lines_from=lines_from,
     )

@@ -42,8 +42,11 @@ class TrainResult:
     card: dict[str, Any]
 
 
-def _warm_start(init: Path, data: FolderDataModule, config: TrainConfig, grow: bool) -> tuple[Charset, LineNet]:
-    """The charset and network of an existing artifact; the charset grows by the data's new characters if asked."""
+def _warm_start(
+    init: Path, data: FolderDataModule, config: TrainConfig, grow: bool
+) -> tuple[Charset, LineNet, dict[str, Any]]:
+    """The charset and network of an existing artifact (and its card's lineage entry); the charset grows by the
+    data's new characters if asked."""
     files = {"card.json": ""}
     scripted = torch.jit.load(str(init), map_location="cpu", _extra_files=files)
     card = json.loads(files["card.json"])
@@ -61,7 +64,7 @@ def _warm_start(init: Path, data: FolderDataModule, config: TrainConfig, grow: b
     source.load_state_dict(scripted.net.state_dict())
     target = LineNet(len(charset), net_config)
     transfer_weights(source, target, len(old))
-    return charset, target
+    return charset, target, {"version": card["version"], "artifact": str(init)}
 
 
 def _input_card(config: TrainConfig) -> dict[str, Any]:
@@ -90,8 +93,9 @@ def train(
     data = FolderDataModule(train_dirs, val_dirs, Charset.default(), config)
     charset = Charset.default()
     lit = None
+    parent = None
     if init is not None:
-        charset, net = _warm_start(init, data, config, grow_charset)
+        charset, net, parent = _warm_start(init, data, config, grow_charset)
         lit = LitRecognizer(config.model_dump(mode="json"), charset.characters)
         lit.net.load_state_dict(net.state_dict())
     data.charset = charset
@@ -149,7 +153,7 @@ def train(
         "version": version or f"model-{time.strftime('%Y%m%d-%H%M%S')}",
         "charset": charset.characters,
         "input": _input_card(config),
-        "parent": str(init) if init else None,
+        "parent": parent,
         "training_data": {
             "train": [str(d) for d in train_dirs],
             "val": [str(d) for d in val_dirs],

@@ -51,6 +51,7 @@ class SynthOptions:
     dark_share: float = 0.2  # share of light-on-dark pages
     max_lines: int = 12
     handwriting_share: float = 0.7  # share of pages in handwriting (not printed) fonts
+    caps_share: float = 0.0  # share of pages written in block capitals (forms, notes), whatever the font
     lines_from: Path | None = None  # stitch paragraphs from this folder's line crops instead of rendering
 
     def validate(self) -> None:
@@ -58,6 +59,8 @@ class SynthOptions:
             raise SynthError(f"count must be at least 1, got {self.count}")
         if not 0 <= self.dark_share <= 1:
             raise SynthError(f"dark share must be in [0, 1], got {self.dark_share}")
+        if not 0 <= self.caps_share <= 1:
+            raise SynthError(f"caps share must be in [0, 1], got {self.caps_share}")
         if not 1 <= self.max_lines <= 30:
             raise SynthError(f"max lines must be in 1..30, got {self.max_lines}")
 
@@ -98,7 +101,9 @@ class Generator:
         n_lines = int(rng.integers(1, self.options.max_lines + 1))
         words = self.corpus.sample_words(rng, n_lines * 14 + 8)
         font = self._font_for(rng, words)
-        if font.caps_only:
+        # A stream of its own, so that pages of a seed written before caps_share existed stay the same.
+        block_capitals = bool(np.random.default_rng([self.options.seed, index, 1]).random() < self.options.caps_share)
+        if font.caps_only or block_capitals:
             words = [w.upper() for w in words]
         style = Handwriting.sample(rng, font.handwriting)
         max_width = float(rng.uniform(12, 40)) * style.size
@@ -112,6 +117,7 @@ class Generator:
             "font_family": font.family,
             "font_file": font.path.name,
             "handwriting": font.handwriting,
+            "block_capitals": block_capitals,
             "dark_background": dark,
             "style": style.as_dict(),
             "page": page.as_dict(),
@@ -166,6 +172,7 @@ def generate(
             "charset": options.charset,
             "color": options.color,
             "dark_share": options.dark_share,
+            "caps_share": options.caps_share,
             "lines_from": str(options.lines_from) if options.lines_from else None,
             "inkloop_version": __version__,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

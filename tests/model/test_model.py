@@ -240,7 +240,7 @@ def test_warm_start_grows_the_charset_and_keeps_old_weights(trained: Path, tmp_p
     result = train([accented], [], tmp_path / "warm", tiny_config(max_steps=2), init=trained, grow_charset=True)
     card = result.card
     assert card["charset"][: 97 - 1] == Charset.default().characters
-    assert card["charset"][96:] == ["\u00e9", "\u00ef"] and card["parent"] == str(trained)
+    assert card["charset"][96:] == ["\u00e9", "\u00ef"] and card["parent"]["artifact"] == str(trained)
     old = torch.jit.load(str(trained)).net.state_dict()
     new = torch.jit.load(str(result.artifact)).net.state_dict()
     assert new["classifier.weight"].shape[0] == 99 and old["classifier.weight"].shape[0] == 97

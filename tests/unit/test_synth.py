@@ -90,6 +90,21 @@ def test_caps_only_fonts_get_upper_case_labels(tmp_path: Path) -> None:
     assert all(r["text"] == r["text"].upper() for r in caps_records)
 
 
+def test_block_capitals_share_upper_cases_pages_and_keeps_the_rest(tmp_path: Path) -> None:
+    plain = _labels(generate(tmp_path / "plain", SynthOptions(count=24, seed=9)))
+    caps = _labels(generate(tmp_path / "caps", SynthOptions(count=24, seed=9, caps_share=0.5)))
+    upper = [c for c in caps if c["block_capitals"]]
+    assert 4 <= len(upper) <= 20
+    for p, c in zip(plain, caps, strict=True):
+        assert p["font"] == c["font"]  # the capitals draw does not shift the page's other choices
+        if c["block_capitals"]:
+            assert c["text"] == c["text"].upper() and (c["text"] != p["text"] or p["text"] == p["text"].upper())
+        else:
+            assert (tmp_path / "plain" / p["file"]).read_bytes() == (tmp_path / "caps" / c["file"]).read_bytes()
+    with pytest.raises(SynthError, match="caps share"):
+        generate(tmp_path / "bad", SynthOptions(count=1, caps_share=1.5))
+
+
 def test_user_fonts_folder_is_used(tmp_path: Path) -> None:
     fonts = tmp_path / "myfonts"
     fonts.mkdir()
