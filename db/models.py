@@ -190,6 +190,17 @@ class Request(Base):
     feedback: Mapped[list[Feedback]] = relationship(back_populates="request", order_by="Feedback.id")
 
 
+class UploadRejection(Base):
+    """An upload the endpoint refused (4xx) before storing anything: counted by code for monitoring."""
+
+    __tablename__ = "upload_rejections"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(32), index=True)
+    byte_size: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class Feedback(Base):
     """A user's flag on a prediction. A correction is a user-supplied label: routed for review, never ground truth."""
 

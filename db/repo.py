@@ -34,6 +34,7 @@ from db.models import (
     Split,
     TaskReason,
     TaskState,
+    UploadRejection,
     utcnow,
 )
 from inkloop.errors import ConflictError, InkloopError, NotFoundError
@@ -117,6 +118,20 @@ def add_feedback(
     row = Feedback(request_id=request_id, flag=flag, correction=correction)
     _insert(session, row, f"feedback for request {request_id} could not be stored")
     return row
+
+
+def log_rejection(*, session: Session, code: str, byte_size: int | None) -> UploadRejection:
+    row = UploadRejection(code=code, byte_size=byte_size)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def rejection_counts(*, session: Session, since: datetime | None = None) -> dict[str, int]:
+    query = select(UploadRejection.code, func.count()).group_by(UploadRejection.code)
+    if since is not None:
+        query = query.where(UploadRejection.created_at >= since)
+    return {code: n for code, n in session.execute(query)}
 
 
 # --- images -----------------------------------------------------------------------------------------------------
@@ -404,6 +419,7 @@ def promote_model(*, session: Session, version: str, allow_rejected: bool = Fals
 @dataclass
 class StatusCounts:
     requests: int = 0
+    rejections: dict[str, int] = field(default_factory=dict)
     images: dict[str, int] = field(default_factory=dict)
     annotation_tasks: dict[str, int] = field(default_factory=dict)
     annotations: int = 0
@@ -421,6 +437,7 @@ def _grouped(session: Session, column: Any, enum_cls: type) -> dict[str, int]:
 def status_counts(*, session: Session) -> StatusCounts:
     return StatusCounts(
         requests=session.scalar(select(func.count()).select_from(Request)) or 0,
+        rejections=rejection_counts(session=session),
         images=_grouped(session, Image.status, ImageStatus),
         annotation_tasks=_grouped(session, AnnotationTask.state, TaskState),
         annotations=session.scalar(select(func.count()).select_from(Annotation)) or 0,

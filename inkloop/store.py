@@ -8,6 +8,7 @@ anything outside the store.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -125,6 +126,11 @@ class ImageStore:
         if actual != key:
             raise CorruptObjectError(f"object {key} in store {self.url} is corrupt: its bytes hash to {actual}")
         return data
+
+    def delete(self, key: str) -> None:
+        """Remove the object (a no-op when it is not there)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.path_of(key))
 
     def size(self, key: str) -> int:
         try:

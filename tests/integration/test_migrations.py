@@ -31,6 +31,7 @@ EXPECTED_TABLES = {
     "gate_reports",
     "drift_reports",
     "flow_watermarks",
+    "upload_rejections",
 }
 
 
