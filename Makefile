@@ -21,7 +21,7 @@ FONT_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-bwht fonts-dancingscrip
 # recompile; inkloop's own processes cache bytecode (ignored by git).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: venv fonts demo test lint lock clean base-model
+.PHONY: venv fonts browser demo test lint lock clean base-model
 
 venv: $(STAMP)
 
@@ -44,6 +44,15 @@ fonts:
 		echo "installing fonts: $$missing"; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+# Debian's Chromium, for the web page test (playwright drives it; no browser is downloaded).
+browser:
+	@dpkg -s chromium >/dev/null 2>&1 || { \
+		command -v apt-get >/dev/null || { echo "install Chromium (Debian package chromium)" >&2; exit 1; }; \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+		echo "installing chromium"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	}
 
 # The main job on the embedded default (SQLite, a store folder, all under ./.inkloop).
 demo: venv fonts
@@ -79,7 +88,7 @@ model/artifacts/base.pt: runs/base/model.pt $(DATA)/heldout/labels.jsonl
 	$(BIN)/inkloop evaluate --model runs/base/model.pt --data $(DATA)/heldout --into-card heldout_fonts
 	mkdir -p model/artifacts && cp runs/base/model.pt model/artifacts/base.pt
 
-test: venv fonts
+test: venv fonts browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv

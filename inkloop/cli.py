@@ -58,6 +58,10 @@ app = typer.Typer(
 )
 store_app = typer.Typer(cls=_OneLineErrors, help="The content-addressed image store.", no_args_is_help=True)
 app.add_typer(store_app, name="store")
+models_app = typer.Typer(
+    cls=_OneLineErrors, help="The model registry: register, list, show, promote, roll back.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 
 
 def _version(value: bool) -> None:
@@ -117,6 +121,23 @@ def _schema_revision(engine: Engine, settings: Settings) -> tuple[str | None, st
         raise DatabaseError(f"cannot reach database {settings.masked_database_url()}: {detail}") from None
 
 
+def _ready_engine(settings: Settings) -> Engine:
+    """An engine on a database at the schema this code needs, or SchemaNotReadyError saying to run init."""
+    engine = _engine(settings, must_exist=True)
+    revision, head = _schema_revision(engine, settings)
+    if revision != head:
+        engine.dispose()
+        if revision is None:
+            raise SchemaNotReadyError(
+                f"database {settings.masked_database_url()} has no inkloop schema; run `inkloop init`"
+            )
+        raise SchemaNotReadyError(
+            f"database {settings.masked_database_url()} is at schema {revision}, this inkloop needs {head}; "
+            "run `inkloop init` to migrate"
+        )
+    return engine
+
+
 # --- commands ---------------------------------------------------------------------------------------------------
 
 
@@ -171,18 +192,9 @@ def status(
     from db.session import session_factory, session_scope
 
     settings = load_settings()
-    engine = _engine(settings, must_exist=True)
+    engine = _ready_engine(settings)
     try:
         revision, head = _schema_revision(engine, settings)
-        if revision is None:
-            raise SchemaNotReadyError(
-                f"database {settings.masked_database_url()} has no inkloop schema; run `inkloop init`"
-            )
-        if revision != head:
-            raise SchemaNotReadyError(
-                f"database {settings.masked_database_url()} is at schema {revision}, this inkloop needs {head}; "
-                "run `inkloop init` to migrate"
-            )
         with session_scope(session_factory(engine)) as session:
             counts = status_counts(session=session)
     finally:
@@ -206,6 +218,7 @@ def status(
             "store": report["store_url"],
             "schema": f"{revision} (head)",
             "requests": str(counts.requests),
+            "rejected": _breakdown(counts.rejections),
             "images": _breakdown(counts.images),
             "tasks": _breakdown(counts.annotation_tasks),
             "annotations": str(counts.annotations),
@@ -442,3 +455,149 @@ def store_verify() -> None:
     typer.echo(f"{total} objects, {len(corrupt)} corrupt")
     if corrupt:
         raise typer.Exit(1)
+
+
+# --- serving ----------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Server processes (each loads the model).")] = 1,
+    model_path: Annotated[
+        Path | None, typer.Option("--model", help="Serve this artifact instead of the registry's champion.")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """The HTTP API (/v1/predict, /v1/feedback, /healthz, /v1/model, /docs) and the web page at /."""
+    import uvicorn
+
+    settings = load_settings()
+    _ready_engine(settings).dispose()  # fail here, in one line, rather than in every worker
+    if model_path is not None:
+        if workers > 1:
+            raise InkloopError("--model serves one file in one process; register it and promote it for --workers")
+        from serving.app import create_app
+
+        uvicorn.run(create_app(settings, model_path), host=host, port=port, log_level=log_level)
+        return
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # Each worker runs torch; without this every one of them would use every core.
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    typer.echo(f"inkloop serving on http://{host}:{port} ({workers} worker{'s' * (workers > 1)}); Ctrl-C stops")
+    uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=workers, log_level=log_level)
+
+
+# --- model registry ---------------------------------------------------------------------------------------------
+
+
+def _registry_session() -> Any:
+    from db.session import session_factory, session_scope
+
+    settings = load_settings()
+    engine = _ready_engine(settings)
+    return settings, engine, session_scope(session_factory(engine))
+
+
+def _model_line(row: Any) -> str:
+    heldout = ((row.card or {}).get("metrics") or {}).get("heldout_fonts", {}).get("cer")
+    val = ((row.card or {}).get("metrics") or {}).get("val", {}).get("cer")
+    figures = ", ".join(
+        f"{name} CER {value:.4f}" for name, value in (("val", val), ("held-out", heldout)) if value is not None
+    )
+    return f"{row.version:<24} {row.status.value:<10} {row.created_at:%Y-%m-%d %H:%M}  {figures}"
+
+
+@models_app.command("register")
+def models_register(
+    artifact: Annotated[Path, typer.Argument(help="A model.pt written by `inkloop train`.")],
+    version: Annotated[str | None, typer.Option("--version", help="Default: the version in its model card.")] = None,
+    promote: Annotated[bool, typer.Option("--promote", help="Make it the champion right away.")] = False,
+) -> None:
+    """Copy an artifact into the store and record it as a candidate (or the champion, with --promote)."""
+    from db import repo
+    from inkloop.registry import register
+
+    settings, engine, scope = _registry_session()
+    try:
+        with scope as session:
+            row, new = register(session=session, store=ImageStore(settings.store_url), path=artifact, version=version)
+            if promote:
+                row = repo.promote_model(session=session, version=row.version)
+            line = _model_line(row)
+    finally:
+        engine.dispose()
+    typer.echo(("registered " if new else "already registered ") + line)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every registered model, oldest first, with its status and CER figures."""
+    from db import repo
+
+    _, engine, scope = _registry_session()
+    try:
+        with scope as session:
+            lines = [_model_line(row) for row in repo.list_models(session=session)]
+    finally:
+        engine.dispose()
+    typer.echo("\n".join(lines) if lines else "no registered models; serving uses the shipped model")
+
+
+@models_app.command("show")
+def models_show(version: Annotated[str, typer.Argument(help="A registered version.")]) -> None:
+    """A registered model's card, as JSON."""
+    from db import repo
+
+    _, engine, scope = _registry_session()
+    try:
+        with scope as session:
+            row = repo.get_model(session=session, version=version)
+            record = {"version": row.version, "status": row.status.value, "artifact_key": row.artifact_key}
+            record["card"] = row.card
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
+
+
+@models_app.command("promote")
+def models_promote(
+    version: Annotated[str, typer.Argument(help="A registered version.")],
+    force: Annotated[bool, typer.Option("--force", help="Promote even a model its gate rejected.")] = False,
+) -> None:
+    """Make VERSION the champion; running servers switch to it within INKLOOP_MODEL_REFRESH_SECONDS."""
+    from db import repo
+
+    _, engine, scope = _registry_session()
+    try:
+        with scope as session:
+            previous = repo.get_champion(session=session)
+            row = repo.promote_model(session=session, version=version, allow_rejected=force)
+            was = previous.version if previous else "the shipped model"
+    finally:
+        engine.dispose()
+    typer.echo(f"champion: {row.version} (was {was})")
+
+
+@models_app.command("rollback")
+def models_rollback() -> None:
+    """Make the most recently retired champion the champion again."""
+    from sqlalchemy import select
+
+    from db import repo
+    from db.models import ModelStatus, ModelVersion
+
+    _, engine, scope = _registry_session()
+    try:
+        with scope as session:
+            current = repo.get_champion(session=session)
+            query = select(ModelVersion).where(ModelVersion.status == ModelStatus.retired)
+            previous = session.scalar(query.order_by(ModelVersion.promoted_at.desc()).limit(1))
+            if previous is None:
+                raise InkloopError("no earlier champion to roll back to")
+            repo.promote_model(session=session, version=previous.version)
+            was = current.version if current else "none"
+    finally:
+        engine.dispose()
+    typer.echo(f"champion: {previous.version} (rolled back from {was})")

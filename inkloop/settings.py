@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     model_refresh_seconds: float = Field(
         10.0, gt=0.0, description="How often a running server checks the registry for a new champion model."
     )
+    serve_max_batch: int = Field(
+        8, ge=1, le=64, description="Most pages one inference batch of the server reads (concurrent requests)."
+    )
+    request_log: bool = Field(
+        True,
+        description="Log every prediction (image + row). false only to measure the log's cost: nothing is kept.",
+    )
     debug: bool = Field(False, description="Show tracebacks on errors.")
 
     @field_validator("home", mode="after")

@@ -1,0 +1,142 @@
+"""The HTTP API against a real `inkloop serve` process, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import httpx
+import pytest
+from PIL import Image
+
+from inkloop.store import sha256_hex
+from tests.serving.conftest import GOLDEN, LiveServer
+from tests.serving.test_uploads import BAD
+
+pytestmark = pytest.mark.slow
+
+
+def golden(name: str = "000000.png") -> bytes:
+    return (GOLDEN / name).read_bytes()
+
+
+def expected_text(name: str) -> str:
+    for line in (GOLDEN / "labels.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["file"] == name:
+            return record["text"]
+    raise KeyError(name)
+
+
+def test_predict_answers_and_logs_image_and_row(live: LiveServer) -> None:
+    data = golden("000004.png")
+    response = httpx.post(f"{live.url}/v1/predict", files={"image": ("page.png", data, "image/png")}, timeout=60)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"request_id", "text", "confidence", "line_confidences", "model_version", "latency_ms"}
+    assert body["text"].count("\n") == expected_text("000004.png").count("\n")
+    assert 0 <= body["confidence"] <= 1 and len(body["line_confidences"]) == body["text"].count("\n") + 1
+    card = httpx.get(f"{live.url}/v1/model").json()
+    assert body["model_version"] == card["version"] and card["source"] == "shipped"
+
+    row = next(r for r in live.rows() if r.request_id == body["request_id"])
+    assert row.image_sha256 == sha256_hex(data) and row.image_bytes == len(data)
+    assert (row.text, row.model_version, row.image_format) == (body["text"], body["model_version"], "PNG")
+    assert row.confidence == pytest.approx(body["confidence"]) and row.latency_ms == pytest.approx(body["latency_ms"])
+    assert live.store().get(row.image_sha256) == data
+
+
+def test_the_same_image_twice_is_two_requests_and_one_object(live: LiveServer) -> None:
+    data = golden("000002.png")
+    ids = [
+        httpx.post(f"{live.url}/v1/predict", files={"image": ("a.png", data)}, timeout=60).json()["request_id"]
+        for _ in range(2)
+    ]
+    rows = [r for r in live.rows() if r.request_id in ids]
+    assert len(rows) == 2 and rows[0].image_sha256 == rows[1].image_sha256
+    assert live.store().exists(rows[0].image_sha256)
+
+
+@pytest.mark.parametrize(
+    ("name", "request_kwargs", "status", "code"),
+    [
+        ("no body", {}, 400, "missing_image"),
+        ("json instead of a form", {"json": {"image": "x"}}, 400, "missing_image"),
+        ("the wrong field", {"files": {"picture": ("a.png", golden())}}, 400, "missing_image"),
+        ("a text field", {"data": {"image": "not a file"}}, 422, "invalid_request"),
+        (
+            "over the byte limit before reading",
+            {"files": {"image": ("a.png", bytes(3_000_000))}},
+            413,
+            "too_many_bytes",
+        ),
+    ]
+    + [(name, {"files": {"image": ("upload", data)}}, status, code) for name, (data, status, code, _) in BAD.items()],
+)
+def test_bad_input_is_a_4xx_naming_the_problem_and_leaves_nothing(
+    live: LiveServer, name: str, request_kwargs: dict, status: int, code: str
+) -> None:
+    rows, keys, rejections = len(live.rows()), set(live.store().keys()), live.rejections()
+    response = httpx.post(f"{live.url}/v1/predict", timeout=60, **request_kwargs)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+    assert len(live.rows()) == rows, "a rejected upload created a request row"
+    assert set(live.store().keys()) == keys, "a rejected upload stored an object"
+    assert live.rejections() == rejections + 1
+    assert httpx.get(f"{live.url}/healthz").json()["rejections"][code] >= 1
+
+
+def test_feedback_is_stored_and_unknown_requests_are_404(live: LiveServer) -> None:
+    request_id = httpx.post(f"{live.url}/v1/predict", files={"image": ("a.png", golden())}, timeout=60).json()[
+        "request_id"
+    ]
+    ok = httpx.post(
+        f"{live.url}/v1/feedback", json={"request_id": request_id, "flag": "incorrect", "correction": "the text"}
+    )
+    assert ok.status_code == 201 and ok.json()["request_id"] == request_id and ok.json()["feedback_id"] > 0
+    row = next(r for r in live.rows() if r.request_id == request_id)
+    assert [(f.flag.value, f.correction) for f in row.feedback] == [("incorrect", "the text")]
+
+    unknown = httpx.post(f"{live.url}/v1/feedback", json={"request_id": "no-such-request", "flag": "other"})
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "unknown_request"
+    bad_flag = httpx.post(f"{live.url}/v1/feedback", json={"request_id": request_id, "flag": "meh"})
+    assert bad_flag.status_code == 422 and "flag" in bad_flag.json()["error"]["message"]
+    extra = httpx.post(f"{live.url}/v1/feedback", json={"request_id": request_id, "flag": "other", "score": 3})
+    assert extra.status_code == 422 and "score" in extra.json()["error"]["message"]
+    not_json = httpx.post(f"{live.url}/v1/feedback", content=b"{", headers={"content-type": "application/json"})
+    assert not_json.status_code == 422
+
+
+def test_health_model_card_docs_and_page(live: LiveServer) -> None:
+    health = httpx.get(f"{live.url}/healthz")
+    assert health.status_code == 200
+    assert health.json()["database"] == "ok" and health.json()["model_source"] == "shipped"
+    card = httpx.get(f"{live.url}/v1/model").json()
+    assert "\n" in card["charset"] and card["input"]["line_height"] > 0
+    assert "/v1/predict" in httpx.get(f"{live.url}/openapi.json").json()["paths"]
+    assert "swagger" in httpx.get(f"{live.url}/docs").text.lower()
+    page = httpx.get(f"{live.url}/")
+    assert page.status_code == 200 and 'id="drop"' in page.text
+    assert httpx.get(f"{live.url}/static/app.js").status_code == 200
+    missing = httpx.get(f"{live.url}/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_every_image_mode_a_phone_or_scanner_sends_is_read(live: LiveServer) -> None:
+    page = Image.open(GOLDEN / "000000.png")
+    variants = {
+        "JPEG": page.convert("RGB"),
+        "PNG": page.convert("RGBA"),
+        "TIFF": page.convert("CMYK"),
+        "WEBP": page.convert("RGB"),
+    }
+    for fmt, image in variants.items():
+        buffer = io.BytesIO()
+        image.save(buffer, fmt)
+        response = httpx.post(f"{live.url}/v1/predict", files={"image": ("x", buffer.getvalue())}, timeout=60)
+        assert response.status_code == 200, (fmt, response.text)
+        assert response.json()["text"], fmt
+        row = next(r for r in live.rows() if r.request_id == response.json()["request_id"])
+        assert row.image_format == fmt and row.image_sha256 == hashlib.sha256(buffer.getvalue()).hexdigest()
