@@ -10,7 +10,7 @@ from inkloop.text import edit_distance
 from model.recognizer import SHIPPED_MODEL, Recognizer
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-CER_BOUND = 0.10  # the shipped model base-1 reads these at CER 0.074 (README, "The shipped model")
+CER_BOUND = 0.07  # the shipped model base-2 reads these at CER 0.043 (README, "The shipped model")
 
 
 def test_shipped_model_reads_the_golden_paragraphs() -> None:
@@ -30,7 +30,7 @@ def test_shipped_model_reads_the_golden_paragraphs() -> None:
 
 def test_shipped_model_card_reports_training_and_held_out_evaluation() -> None:
     card = Recognizer.load(SHIPPED_MODEL).card
-    assert card["version"] == "base-1" and card["parameters"] < 3_000_000
+    assert card["version"] == "base-2" and card["parent"]["version"] == "base-1" and card["parameters"] < 3_000_000
     assert SHIPPED_MODEL.stat().st_size < 8 * 1024 * 1024
     training = card["training"]
     assert training["steps"] > 0 and training["wall_s"] > 0 and card["training_data"]["train_lines"] > 0
