@@ -170,13 +170,13 @@ def create_app(settings: Settings | None = None, model_path: Path | None = None)
         problems = exc.errors()
         missing = [p for p in problems if p.get("type") == "missing"]
         if request.url.path == "/v1/predict" and missing:
-            return _reject(request, "missing_image", "send the image as the multipart form field 'image'", 400)
+            return await _reject(request, "missing_image", "send the image as the multipart form field 'image'", 400)
         parts = []
         for p in problems:
             where = ".".join(str(x) for x in p.get("loc", ()) if x != "body")
             parts.append(f"{where}: {p.get('msg')}" if where else str(p.get("msg")))
         if request.url.path == "/v1/predict":
-            return _reject(request, "invalid_request", "; ".join(parts), 422)
+            return await _reject(request, "invalid_request", "; ".join(parts), 422)
         return error(422, "invalid_request", "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)
@@ -184,9 +184,9 @@ def create_app(settings: Settings | None = None, model_path: Path | None = None)
         code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error(exc.status_code, code, str(exc.detail))
 
-    def _reject(request: Request, code: str, message: str, status: int, size: int | None = None) -> JSONResponse:
+    async def _reject(request: Request, code: str, message: str, status: int) -> JSONResponse:
         state: State = request.app.state.inkloop
-        state.count_rejection(code, size)
+        await run_in_threadpool(state.count_rejection, code, None)
         return error(status, code, message)
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS, tags=["predict"])
