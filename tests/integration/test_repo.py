@@ -248,3 +248,33 @@ def test_status_counts(session: Session) -> None:
     assert counts.model_versions == {"candidate": 0, "champion": 1, "rejected": 0, "retired": 0}
     assert sum(counts.annotation_tasks.values()) == 0 and counts.annotations == 0 and counts.dataset_versions == 0
     assert session.scalar(select(ModelVersion.status)) is ModelStatus.champion
+
+
+def test_a_savepoint_insert_stays_invisible_until_its_transaction_commits(migrated_url: str) -> None:
+    """The request log inserts the row (in a savepoint) before it stores the image and commits after: on SQLite the
+    driver's own transaction handling would commit at the savepoint's release, before the image exists."""
+    from sqlalchemy import text
+
+    from db.session import make_engine, session_factory
+
+    writer, reader = make_engine(migrated_url), make_engine(migrated_url)
+    count = text("select count(*) from requests")
+    try:
+        with session_factory(writer)() as session, session.begin():
+            repo.log_request(
+                session=session,
+                request_id="r-savepoint",
+                image_sha256="a" * 64,
+                image_bytes=1,
+                model_version="m",
+                text="t",
+                confidence=0.5,
+                latency_ms=1.0,
+            )
+            with reader.connect() as connection:
+                assert connection.execute(count).scalar() == 0, "the row was committed before its transaction"
+        with reader.connect() as connection:
+            assert connection.execute(count).scalar() == 1
+    finally:
+        writer.dispose()
+        reader.dispose()
