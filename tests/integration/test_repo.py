@@ -253,8 +253,6 @@ def test_status_counts(session: Session) -> None:
 def test_a_savepoint_insert_stays_invisible_until_its_transaction_commits(migrated_url: str) -> None:
     """The request log inserts the row (in a savepoint) before it stores the image and commits after: on SQLite the
     driver's own transaction handling would commit at the savepoint's release, before the image exists."""
-    from sqlalchemy import text
-
     from db.session import make_engine, session_factory
 
     writer, reader = make_engine(migrated_url), make_engine(migrated_url)
