@@ -13,8 +13,9 @@ for writing the same rows from another serving stack.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -37,17 +38,22 @@ class _StoreFailed(Exception):
 
 @dataclass
 class Entry:
+    """One answered request; every field but `data` is a column of its `requests` row."""
+
     request_id: str
     data: bytes
     image_format: str
-    width: int
-    height: int
+    image_width: int
+    image_height: int
     model_version: str
     text: str
     confidence: float
     line_confidences: list[float]
     latency_ms: float
     created_at: datetime
+
+    def row_fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "data"}
 
 
 class RequestLog:
@@ -60,21 +66,7 @@ class RequestLog:
         added_image = False
         try:
             with self.sessions() as session, session.begin():
-                repo.log_request(
-                    session=session,
-                    request_id=entry.request_id,
-                    image_sha256=key,
-                    image_bytes=len(entry.data),
-                    image_format=entry.image_format,
-                    image_width=entry.width,
-                    image_height=entry.height,
-                    model_version=entry.model_version,
-                    text=entry.text,
-                    confidence=entry.confidence,
-                    line_confidences=entry.line_confidences,
-                    latency_ms=entry.latency_ms,
-                    created_at=entry.created_at,
-                )
+                repo.log_request(session=session, image_sha256=key, image_bytes=len(entry.data), **entry.row_fields())
                 try:
                     added_image = not self.store.exists(key)
                     self.store.put(entry.data)
