@@ -21,7 +21,7 @@ FONT_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-bwht fonts-dancingscrip
 # recompile; inkloop's own processes cache bytecode (ignored by git).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: venv fonts browser demo test lint lock clean base-model
+.PHONY: venv fonts browser labelstudio demo test lint lock clean base-model
 
 venv: $(STAMP)
 
@@ -53,6 +53,11 @@ browser:
 		echo "installing chromium"; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	}
+
+# Label Studio in a virtualenv of its own (it pins packages inkloop's cannot share), for the test suite's local
+# Label Studio; `inkloop labelstudio up` installs its own under $INKLOOP_HOME. About 2 minutes once, then a no-op.
+labelstudio: venv
+	@INKLOOP_LABEL_STUDIO_VENV=$(CURDIR)/.venv-labelstudio $(BIN)/inkloop labelstudio install
 
 # The main job on the embedded default (SQLite, a store folder, all under ./.inkloop).
 demo: venv fonts
@@ -100,7 +105,7 @@ model/artifacts/base.pt: runs/base-caps/model.pt $(DATA)/heldout/labels.jsonl
 	$(BIN)/inkloop evaluate --model runs/base-caps/model.pt --data $(DATA)/heldout --into-card heldout_fonts
 	mkdir -p model/artifacts && cp runs/base-caps/model.pt model/artifacts/base.pt
 
-test: venv fonts browser
+test: venv fonts browser labelstudio
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: venv
@@ -113,4 +118,4 @@ lock: venv
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -viE '^(torch|nvidia-|triton)'; } > requirements/constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-labelstudio .pytest_cache .ruff_cache

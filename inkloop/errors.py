@@ -41,3 +41,27 @@ class NotFoundError(InkloopError):
 
 class ConflictError(InkloopError):
     """The operation would break an invariant (a duplicate request id, a second champion, ...)."""
+
+
+class TransientError(InkloopError):
+    """A service did not answer (a lost connection, a timeout): the operation may succeed if tried again."""
+
+
+class LabelStudioError(InkloopError):
+    """Label Studio refused a request, answered something inkloop cannot use, or could not be started."""
+
+
+class LabelStudioUnavailableError(LabelStudioError, TransientError):
+    """Label Studio did not answer (not running, a lost connection, a timeout): retrying may succeed."""
+
+
+class LabelStudioAuthError(LabelStudioError):
+    """Label Studio refused the API token (INKLOOP_LABEL_STUDIO_TOKEN)."""
+
+
+class MalformedAnnotationError(LabelStudioError):
+    """A task or annotation from Label Studio lacks a field inkloop needs, or holds a value of the wrong kind."""
+
+
+class InvalidTaskError(LabelStudioError):
+    """A task inkloop was asked to send to Label Studio is malformed (a box outside the image, a score outside 0..1)."""

@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated INKLOOP_HOME per test, and real databases (SQLite and PostgreSQL).
+"""Shared fixtures: an isolated INKLOOP_HOME per test, real databases (SQLite and PostgreSQL), and a real Label
+Studio (`label_studio`, tests/labelstudio_fixture.py).
 
 PostgreSQL comes from TEST_POSTGRES_URL (default: the server CI runs at 127.0.0.1:5432, database `test`). Every
 test that uses it gets a database of its own, created for it and dropped afterwards, so runs never collide.
@@ -18,6 +19,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+
+from tests.labelstudio_fixture import label_studio  # noqa: F401  (the session's real Label Studio)
 
 DEFAULT_TEST_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
