@@ -44,6 +44,21 @@ class Settings(BaseSettings):
     )
     label_studio_url: str = Field("http://127.0.0.1:8080", description="Label Studio base URL.")
     label_studio_token: SecretStr = Field(SecretStr(LOCAL_LABEL_STUDIO_TOKEN), description="Label Studio API token.")
+    label_studio_venv: Path | None = Field(
+        None,
+        description="Virtualenv of the local Label Studio (`inkloop labelstudio`). Default: home/labelstudio/venv.",
+    )
+    label_studio_files_root: Path | None = Field(
+        None,
+        description="Label Studio's LOCAL_FILES_DOCUMENT_ROOT as inkloop sees it (it must contain the store). "
+        "Default: the store folder.",
+    )
+    label_studio_project: str = Field(
+        "inkloop paragraphs",
+        min_length=1,
+        max_length=128,
+        description="Title of the Label Studio project the route flow fills (created when missing).",
+    )
     confidence_threshold: float = Field(
         0.8, ge=0.0, le=1.0, description="Predictions below this confidence are routed to annotators."
     )
@@ -87,6 +102,24 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host, such as http://127.0.0.1:8080")
         return value.strip().rstrip("/")
+
+    @field_validator("label_studio_files_root", mode="before")
+    @classmethod
+    def _blank_files_root_is_default(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("label_studio_venv", mode="before")
+    @classmethod
+    def _blank_venv_is_default(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("label_studio_venv", mode="after")
+    @classmethod
+    def _label_studio_venv(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        home = info.data.get("home")
+        if value is None:
+            return None if home is None else home / "labelstudio" / "venv"
+        return value.expanduser().resolve()
 
     @field_validator("database_url", mode="after")
     @classmethod

@@ -1,0 +1,372 @@
+"""Ingest: read the request log past a watermark, compute image features, validate them with Great Expectations,
+and mark each new image valid or quarantined.
+
+Exactly once. A batch's images and the watermark that moves past the batch commit in one transaction, so a crash
+before the commit redoes the whole batch and a crash after it redoes nothing; an image is one row whatever the
+number of requests that sent it. Two runs at once cannot both commit the same batch: the commit re-reads the
+watermark under a row lock and refuses if another run moved it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from db import repo
+from db.models import Image, ImageSource, ImageStatus
+from flows.common import IO_RETRIES, IO_RETRY_DELAYS, FlowContext, flow_context, retry_on_io
+from inkloop.errors import ConflictError, CorruptObjectError, ObjectNotFoundError
+from inkloop.store import ImageStore
+from monitoring.features import ImageFeatures, compute_features
+from monitoring.quality import BatchValidation, validate_batch, write_data_docs
+
+WATERMARK = "ingest"
+# Store problems are reasons of their own: the bytes never reached the validator.
+MISSING_REASON = "image_missing"
+FEATURE_COLUMNS = [f.name for f in dataclasses.fields(ImageFeatures)]
+CORRUPT_REASON = "image_corrupt"
+
+
+class IngestParams(BaseModel):
+    """Parameters of the ingest flow (the Prefect UI shows and validates them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(500, ge=1, le=10_000, description="Request-log rows read and committed together.")
+    max_batches: int | None = Field(None, ge=1, description="Stop after this many batches (default: the whole log).")
+    data_docs: bool = Field(True, description="Write Great Expectations Data Docs under INKLOOP_HOME/reports.")
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """The part of a request-log row ingest needs, detached from the session."""
+
+    id: int
+    request_id: str
+    image_sha256: str
+    source: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Batch:
+    start: int  # the watermark it was read after
+    rows: list[LogRow]
+    new_images: list[LogRow]  # one row per image not yet validated: the latest request that sent it
+
+    @property
+    def end(self) -> int:
+        return self.rows[-1].id
+
+
+@dataclass
+class BatchOutcome:
+    requests: int
+    new_images: int
+    valid: int
+    quarantined: int
+    reasons: Counter[str]
+    watermark: int
+    validation: BatchValidation | None = None
+
+
+@dataclass
+class IngestSummary:
+    batches: int = 0
+    requests: int = 0
+    new_images: int = 0
+    valid: int = 0
+    quarantined: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    watermark_from: int = 0
+    watermark_to: int = 0
+    seconds: float = 0.0
+    data_docs: str | None = None
+
+    def add(self, outcome: BatchOutcome) -> None:
+        self.batches += 1
+        self.requests += outcome.requests
+        self.new_images += outcome.new_images
+        self.valid += outcome.valid
+        self.quarantined += outcome.quarantined
+        self.reasons.update(outcome.reasons)
+        self.watermark_to = outcome.watermark
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "requests": self.requests,
+            "new_images": self.new_images,
+            "valid": self.valid,
+            "quarantined": self.quarantined,
+            "reasons": dict(self.reasons.most_common()),
+            "watermark_from": self.watermark_from,
+            "watermark_to": self.watermark_to,
+            "seconds": round(self.seconds, 2),
+            "images_per_s": round(self.new_images / self.seconds, 1) if self.seconds else None,
+            "data_docs": self.data_docs,
+        }
+
+
+# --- plain functions (each testable without Prefect) ------------------------------------------------------------
+
+
+def read_batch(context: FlowContext, *, batch_size: int) -> Batch | None:
+    """The next `batch_size` log rows past the watermark, and which of their images still need validating."""
+    with context.transaction() as session:
+        start = repo.get_watermark(session=session, name=WATERMARK)
+        rows = [
+            LogRow(r.id, r.request_id, r.image_sha256, r.source, r.confidence)
+            for r in repo.requests_after(session=session, after_id=start, limit=batch_size)
+        ]
+        if not rows:
+            return None
+        latest: dict[str, LogRow] = {}
+        for row in rows:  # oldest first, so the last request for an image wins
+            latest[row.image_sha256] = row
+        done = set(
+            session.scalars(select(Image.sha256).where(Image.sha256.in_(latest), Image.status != ImageStatus.pending))
+        )
+    return Batch(start=start, rows=rows, new_images=[r for sha, r in latest.items() if sha not in done])
+
+
+def _features_of(store: ImageStore, key: str) -> tuple[ImageFeatures | None, str | None]:
+    try:
+        data = store.get(key)
+    except ObjectNotFoundError:
+        return None, MISSING_REASON
+    except CorruptObjectError:
+        return None, CORRUPT_REASON
+    return compute_features(data), None
+
+
+def image_features(
+    store: ImageStore, keys: Sequence[str], *, workers: int | None = None
+) -> dict[str, tuple[ImageFeatures | None, str | None]]:
+    """Features of each stored image, or the store problem that kept its bytes away.
+
+    Threads, not processes: decoding and the numpy work release the GIL, and a thread pool starts instantly.
+    """
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(keys, pool.map(lambda key: _features_of(store, key), keys), strict=True))
+
+
+def validation_frame(
+    images: Sequence[LogRow], features: dict[str, tuple[ImageFeatures | None, str | None]]
+) -> pd.DataFrame:
+    """One row per image for the Great Expectations suite: the image's features and its request's fields."""
+    records = []
+    for row in images:
+        found, problem = features[row.image_sha256]
+        if found is not None:
+            record: dict[str, Any] = found.as_dict()
+        else:  # the store lost or damaged the bytes: nothing could be measured
+            record = dict.fromkeys(FEATURE_COLUMNS) | {"decodable": False, "error": problem}
+        record.update(
+            request_id=row.request_id,
+            image_sha256=row.image_sha256,
+            source=row.source,
+            confidence=row.confidence,
+        )
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def decide(
+    images: Sequence[LogRow],
+    features: dict[str, tuple[ImageFeatures | None, str | None]],
+    validation: BatchValidation,
+) -> dict[str, list[str]]:
+    """The reasons each image is quarantined for (an empty list: valid)."""
+    decisions: dict[str, list[str]] = {}
+    for row in images:
+        reasons = list(validation.reasons.get(row.image_sha256, []))
+        problem = features[row.image_sha256][1]
+        if problem is not None:
+            reasons.insert(0, problem)
+        decisions[row.image_sha256] = sorted(set(reasons), key=reasons.index)
+    return decisions
+
+
+def commit_batch(
+    context: FlowContext,
+    batch: Batch,
+    features: dict[str, tuple[ImageFeatures | None, str | None]],
+    decisions: dict[str, list[str]],
+) -> BatchOutcome:
+    """Images and the watermark, in one transaction; refuses if another run moved the watermark meanwhile."""
+    reasons: Counter[str] = Counter()
+    valid = quarantined = 0
+    with context.transaction() as session:
+        current = repo.get_watermark(session=session, name=WATERMARK)
+        if current != batch.start:
+            raise ConflictError(
+                f"another ingest run moved the watermark from {batch.start} to {current} while this one worked; "
+                "nothing of this batch was kept (the next run goes on from there)"
+            )
+        for row in batch.new_images:
+            found, _ = features[row.image_sha256]
+            image = repo.upsert_image(
+                session=session,
+                sha256=row.image_sha256,
+                source=ImageSource.imported if row.source == "import" else ImageSource.production,
+                byte_size=found.byte_size if found is not None else 0,
+                format=found.format if found is not None else None,
+                width=found.width if found is not None else None,
+                height=found.height if found is not None else None,
+            )
+            failing = decisions[row.image_sha256]
+            repo.set_image_validation(
+                session=session,
+                sha256=image.sha256,
+                status=ImageStatus.quarantined if failing else ImageStatus.valid,
+                reasons=failing,
+                features=found.as_dict() if found is not None else None,
+                phash=found.phash if found is not None and found.decodable else None,
+            )
+            if failing:
+                quarantined += 1
+                reasons.update(failing)
+            else:
+                valid += 1
+        details = {"requests": len(batch.rows), "valid": valid, "quarantined": quarantined}
+        repo.set_watermark(session=session, name=WATERMARK, position=batch.end, details=details)
+    return BatchOutcome(
+        requests=len(batch.rows),
+        new_images=len(batch.new_images),
+        valid=valid,
+        quarantined=quarantined,
+        reasons=reasons,
+        watermark=batch.end,
+    )
+
+
+def ingest_once(context: FlowContext, *, batch_size: int) -> BatchOutcome | None:
+    """Read, validate and commit one batch; None when the log holds nothing new. What the flow does per batch."""
+    batch = read_batch(context, batch_size=batch_size)
+    if batch is None:
+        return None
+    features = image_features(context.store, [r.image_sha256 for r in batch.new_images])
+    validation = None
+    decisions: dict[str, list[str]] = {}
+    if batch.new_images:  # a batch of repeat uploads only moves the watermark
+        frame = validation_frame(batch.new_images, features)
+        validation = validate_batch(frame, max_bytes=context.settings.max_upload_bytes)
+        decisions = decide(batch.new_images, features, validation)
+    outcome = commit_batch(context, batch, features, decisions)
+    outcome.validation = validation
+    return outcome
+
+
+# --- Prefect ----------------------------------------------------------------------------------------------------
+
+# Flow-run state stays in the database, not in Prefect's result cache: tasks are never cached.
+_io = {
+    "retries": IO_RETRIES,
+    "retry_delay_seconds": IO_RETRY_DELAYS,
+    "retry_condition_fn": retry_on_io,
+    "cache_policy": NO_CACHE,
+}
+
+
+@task(name="read-batch", **_io)
+def _read_batch(context: FlowContext, batch_size: int) -> Batch | None:
+    return read_batch(context, batch_size=batch_size)
+
+
+@task(name="image-features", **_io)
+def _image_features(context: FlowContext, keys: list[str]) -> dict[str, tuple[ImageFeatures | None, str | None]]:
+    return image_features(context.store, keys)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def _validate(frame: pd.DataFrame, max_bytes: int) -> BatchValidation:
+    return validate_batch(frame, max_bytes=max_bytes)
+
+
+@task(name="commit-batch", **_io)
+def _commit_batch(
+    context: FlowContext,
+    batch: Batch,
+    features: dict[str, tuple[ImageFeatures | None, str | None]],
+    decisions: dict[str, list[str]],
+) -> BatchOutcome:
+    return commit_batch(context, batch, features, decisions)
+
+
+@task(name="data-docs", cache_policy=NO_CACHE)
+def _data_docs(validations: list[BatchValidation], folder: Path) -> str | None:
+    path = None
+    for validation in validations:
+        path = write_data_docs(validation, folder)
+    return str(path) if path is not None else None
+
+
+def _summary_markdown(summary: IngestSummary) -> str:
+    lines = [
+        "# Ingest",
+        "",
+        "| requests read | new images | valid | quarantined | watermark |",
+        "|---:|---:|---:|---:|---|",
+        f"| {summary.requests} | {summary.new_images} | {summary.valid} | {summary.quarantined} "
+        f"| {summary.watermark_from} → {summary.watermark_to} |",
+    ]
+    if summary.reasons:
+        lines += ["", "| quarantine reason | images |", "|---|---:|"]
+        lines += [f"| {reason} | {n} |" for reason, n in summary.reasons.most_common()]
+    if summary.data_docs:
+        lines += ["", f"Data Docs: `{summary.data_docs}`"]
+    return "\n".join(lines)
+
+
+@flow(name="ingest", log_prints=False, validate_parameters=True)
+def ingest(params: IngestParams | None = None) -> dict[str, Any]:
+    """Validate the images of new request-log rows; mark them valid or quarantined; publish the counts."""
+    params = params or IngestParams()
+    logger = get_run_logger()
+    started = time.perf_counter()
+    summary = IngestSummary()
+    validations: list[BatchValidation] = []
+    with flow_context() as context:
+        with context.transaction() as session:
+            summary.watermark_from = summary.watermark_to = repo.get_watermark(session=session, name=WATERMARK)
+        while params.max_batches is None or summary.batches < params.max_batches:
+            batch = _read_batch(context, params.batch_size)
+            if batch is None:
+                break
+            features = _image_features(context, [r.image_sha256 for r in batch.new_images])
+            decisions: dict[str, list[str]] = {}
+            if batch.new_images:  # a batch of repeat uploads only moves the watermark
+                validation = _validate(validation_frame(batch.new_images, features), context.settings.max_upload_bytes)
+                decisions = decide(batch.new_images, features, validation)
+                validations.append(validation)
+            outcome = _commit_batch(context, batch, features, decisions)
+            summary.add(outcome)
+            logger.info(
+                "batch up to request %d: %d requests, %d new images, %d valid, %d quarantined",
+                outcome.watermark,
+                outcome.requests,
+                outcome.new_images,
+                outcome.valid,
+                outcome.quarantined,
+            )
+        if params.data_docs and validations:
+            summary.data_docs = _data_docs(validations, context.settings.reports_dir / "data_docs")
+    summary.seconds = time.perf_counter() - started
+    create_markdown_artifact(key="ingest-summary", markdown=_summary_markdown(summary), description="ingest counts")
+    return summary.as_dict()

@@ -1,0 +1,320 @@
+"""Route: choose what annotators see, within the daily label budget, and create those tasks in Label Studio with
+the model's transcription already filled in.
+
+Never the same task twice, even when the run dies between Label Studio's answer and our commit: every task is
+first recorded here as `queued` with a fresh uid (committed), the uid travels inside the Label Studio task, and a
+later run asks Label Studio which queued uids it already has before importing the rest. The database's unique
+(project, image) pair stops a second run from choosing an image twice.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from datetime import time as day_time
+from pathlib import Path
+from typing import Any
+
+from PIL import Image as PILImage
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from annotation.client import LabelStudioClient
+from annotation.labeling import image_url_for, local_files_root, task_payload
+from annotation.routing import Candidate, Plan, plan
+from db import repo
+from db.models import AnnotationTask, Request, TaskState
+from flows.common import IO_RETRIES, IO_RETRY_DELAYS, FlowContext, flow_context, retry_on_io
+from inkloop.errors import InkloopError
+from inkloop.settings import Settings
+from model.preprocess import to_grayscale
+from model.segment import WORK_WIDTH, segment
+from monitoring.features import NEAR_DUPLICATE_DISTANCE
+
+
+class RouteParams(BaseModel):
+    """Parameters of the route flow; unset ones come from the INKLOOP_* settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: int | None = Field(None, ge=0, description="New tasks allowed today (default INKLOOP_DAILY_LABEL_BUDGET).")
+    threshold: float | None = Field(None, ge=0, le=1, description="Route below this confidence.")
+    audit_rate: float | None = Field(None, ge=0, le=1, description="Share of valid traffic audited.")
+    near_duplicate_distance: int = Field(NEAR_DUPLICATE_DISTANCE, ge=0, le=64, description="phash bits.")
+    chunk_size: int = Field(100, ge=1, le=1000, description="Tasks imported into Label Studio per request.")
+
+
+@dataclass
+class RouteSummary:
+    project: str = ""
+    ls_project_id: int | None = None
+    candidates: int = 0
+    created: Counter[str] = field(default_factory=Counter)
+    recovered: int = 0  # queued by a run that died; found already in Label Studio
+    resent: int = 0  # queued by a run that died before Label Studio had them
+    near_duplicates: int = 0
+    over_budget: Counter[str] = field(default_factory=Counter)
+    not_needed: int = 0
+    budget_left: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        created = sum(self.created.values())
+        return {
+            "project": self.project,
+            "ls_project_id": self.ls_project_id,
+            "candidates": self.candidates,
+            "created": created,
+            "created_by_reason": dict(self.created),
+            "recovered": self.recovered,
+            "resent": self.resent,
+            "near_duplicates": self.near_duplicates,
+            "over_budget": dict(self.over_budget),
+            "not_needed": self.not_needed,
+            "budget_left": self.budget_left,
+            "seconds": round(self.seconds, 2),
+            "tasks_per_s": round(created / self.seconds, 1) if self.seconds and created else None,
+        }
+
+
+# --- plain functions --------------------------------------------------------------------------------------------
+
+
+def start_of_day(now: datetime | None = None) -> datetime:
+    """The budget is per UTC day."""
+    now = now or datetime.now(UTC)
+    return datetime.combine(now.astimezone(UTC).date(), day_time(0), tzinfo=UTC)
+
+
+def page_lines(data: bytes, text: str) -> list[dict[str, Any]]:
+    """The model's text split into lines, each with its box (percent of the image) from the line segmenter.
+
+    The recognizer reads exactly the segmenter's lines but drops the ones it reads as empty, so texts and boxes
+    pair up only when their counts agree; otherwise the boxes come without texts and the paragraph text stays whole.
+    """
+    with PILImage.open(io.BytesIO(data)) as image:
+        image.load()
+        gray = to_grayscale(image)
+    height, width = gray.shape
+    # segment() works on the page scaled to at most WORK_WIDTH columns; a box is the same share of either.
+    work_w = min(width, WORK_WIDTH)
+    work_h = max(int(height * work_w / width), 1)
+    texts = text.split("\n") if text else []
+    found = segment(gray)
+    lines = []
+    for index, line in enumerate(found):
+        left, top, right, bottom = line.box
+        box = (
+            round(100 * left / work_w, 3),
+            round(100 * top / work_h, 3),
+            round(100 * (right - left) / work_w, 3),
+            round(100 * (bottom - top) / work_h, 3),
+        )
+        lines.append({"text": texts[index] if len(texts) == len(found) else "", "box": box})
+    return lines
+
+
+@dataclass(frozen=True)
+class Chosen:
+    uids: list[str]  # recorded as queued, in priority order
+    plan: Plan
+    budget_left: int
+
+
+def choose(context: FlowContext, *, project: str, params: RouteParams, now: datetime | None = None) -> Chosen:
+    """Plan today's new tasks and record them as `queued` (committed). Safe to rerun: an image with a
+    task is no longer a candidate, and the budget counts the tasks already created today."""
+    settings = context.settings
+    budget = settings.daily_label_budget if params.budget is None else params.budget
+    with context.transaction() as session:
+        rows = repo.routing_candidates(session=session, project=project)
+        used = repo.count_tasks_since(session=session, project=project, since=start_of_day(now))
+        result = plan(
+            [
+                Candidate(r["sha256"], r["request_id"], float(r["confidence"]), bool(r["flagged"]), r["phash"])
+                for r in rows
+            ],
+            budget=max(budget - used, 0),
+            threshold=settings.confidence_threshold if params.threshold is None else params.threshold,
+            audit_rate=settings.audit_rate if params.audit_rate is None else params.audit_rate,
+            tasked_phashes=repo.tasked_phashes(session=session, project=project),
+            near_duplicate_distance=params.near_duplicate_distance,
+        )
+        uids = []
+        for decision in result.chosen:
+            request = repo.get_request(session=session, request_id=decision.candidate.request_id)
+            row = repo.create_task(
+                session=session,
+                uid=str(uuid.uuid4()),
+                project=project,
+                image_sha256=decision.candidate.image_sha256,
+                reason=decision.reason,
+                priority=decision.priority,
+                request_id=request.request_id,
+                model_version=request.model_version,
+                prediction_text=request.text,
+            )
+            uids.append(row.uid)
+    return Chosen(uids=uids, plan=result, budget_left=max(budget - used, 0) - len(result.chosen))
+
+
+def files_root(settings: Settings) -> Path:
+    """Label Studio's local-files document root: where the task image URLs are relative to."""
+    if not settings.store_is_local:
+        raise InkloopError(
+            "Label Studio tasks link images as local files, which needs a folder image store; "
+            f"INKLOOP_STORE_URL is {settings.masked_store_url()}"
+        )
+    return settings.label_studio_files_root or Path(settings.store_url)
+
+
+def payloads_for(context: FlowContext, tasks: Sequence[AnnotationTask]) -> list[dict[str, Any]]:
+    """Label Studio task JSON for queued tasks: the image, and the model's text and line boxes as a prediction."""
+    root = files_root(context.settings)
+    with context.transaction() as session:
+        wanted = [t.request_id for t in tasks if t.request_id]
+        requests = {r.request_id: r for r in session.scalars(select(Request).where(Request.request_id.in_(wanted)))}
+    payloads = []
+    for row in tasks:
+        request = requests.get(row.request_id or "")
+        text = row.prediction_text or ""
+        payloads.append(
+            task_payload(
+                uid=row.uid,
+                image_url=image_url_for(context.settings.store_url, row.image_sha256, document_root=root),
+                text=text,
+                lines=page_lines(context.store.get(row.image_sha256), text),
+                score=float(request.confidence) if request is not None else 0.0,
+                model_version=row.model_version or "unknown",
+                priority=row.priority,
+                reason=row.reason.value,
+                meta={"request_id": row.request_id, "image_sha256": row.image_sha256},
+            )
+        )
+    return payloads
+
+
+def queued_tasks(context: FlowContext, *, project: str) -> list[AnnotationTask]:
+    with context.transaction() as session:
+        return repo.tasks_in_state(session=session, project=project, state=TaskState.queued)
+
+
+def confirm(context: FlowContext, *, ls_project_id: int, ls_task_ids: dict[str, int]) -> int:
+    with context.transaction() as session:
+        return repo.mark_tasks_open(session=session, ls_project_id=ls_project_id, ls_task_ids=ls_task_ids)
+
+
+def label_studio(settings: Settings) -> LabelStudioClient:
+    return LabelStudioClient.from_settings(settings)
+
+
+def send(
+    context: FlowContext,
+    client: LabelStudioClient,
+    *,
+    ls_project_id: int,
+    tasks: Sequence[AnnotationTask],
+) -> tuple[int, int]:
+    """Import queued tasks that Label Studio does not have yet, then record the ids it gave them.
+    Returns (imported now, found already there)."""
+    uids = [t.uid for t in tasks]
+    present = client.task_ids_by_uid(ls_project_id, uids)
+    missing = [t for t in tasks if t.uid not in present]
+    if missing:
+        present.update(client.import_tasks(ls_project_id, payloads_for(context, missing)))
+    absent = [uid for uid in uids if uid not in present]
+    if absent:
+        raise InkloopError(f"Label Studio accepted the import but lacks {len(absent)} tasks (uid {absent[0]})")
+    confirm(context, ls_project_id=ls_project_id, ls_task_ids=present)
+    return len(missing), len(tasks) - len(missing)
+
+
+# --- Prefect ----------------------------------------------------------------------------------------------------
+
+_io = {
+    "retries": IO_RETRIES,
+    "retry_delay_seconds": IO_RETRY_DELAYS,
+    "retry_condition_fn": retry_on_io,
+    "cache_policy": NO_CACHE,
+}
+
+
+@task(name="label-studio-project", **_io)
+def _project(client: LabelStudioClient, title: str, store: str) -> int:
+    return client.ensure_project(title, model_version=None, image_root=local_files_root(store))
+
+
+@task(name="choose", **_io)
+def _choose(context: FlowContext, project: str, params: RouteParams) -> Chosen:
+    return choose(context, project=project, params=params)
+
+
+@task(name="queued", **_io)
+def _queued(context: FlowContext, project: str) -> list[AnnotationTask]:
+    return queued_tasks(context, project=project)
+
+
+@task(name="send", **_io)
+def _send(
+    context: FlowContext, client: LabelStudioClient, ls_project_id: int, tasks: list[AnnotationTask]
+) -> tuple[int, int]:
+    return send(context, client, ls_project_id=ls_project_id, tasks=tasks)
+
+
+def _markdown(summary: RouteSummary) -> str:
+    data = summary.as_dict()
+    lines = [
+        f"# Route into Label Studio project {summary.project!r}",
+        "",
+        "| created | audit | flagged | low confidence | recovered | near-duplicates | over budget | budget left |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {data['created']} | {summary.created['audit']} | {summary.created['flagged']} "
+        f"| {summary.created['low_confidence']} | {summary.recovered} | {summary.near_duplicates} "
+        f"| {sum(summary.over_budget.values())} | {summary.budget_left} |",
+    ]
+    return "\n".join(lines)
+
+
+@flow(name="route", validate_parameters=True)
+def route(params: RouteParams | None = None) -> dict[str, Any]:
+    """Send today's most useful images to annotators, each pre-filled with the model's transcription."""
+    params = params or RouteParams()
+    logger = get_run_logger()
+    started = time.perf_counter()
+    with flow_context() as context, label_studio(context.settings) as client:
+        settings = context.settings
+        project = settings.label_studio_project
+        summary = RouteSummary(project=project)
+        files_root(settings)  # a store Label Studio cannot serve fails here, before anything is recorded
+        # Label Studio first: when it is down the run fails before choosing anything.
+        summary.ls_project_id = ls_project_id = _project(client, project, settings.store_url)
+        leftovers = {t.uid for t in _queued(context, project)}
+        if leftovers:
+            logger.info("%d tasks were queued by an earlier run that stopped; sending them first", len(leftovers))
+        chosen = _choose(context, project, params)
+        summary.created.update(d.reason.value for d in chosen.plan.chosen)
+        summary.candidates = chosen.plan.candidates
+        summary.near_duplicates = chosen.plan.near_duplicates
+        summary.over_budget = chosen.plan.over_budget
+        summary.not_needed = chosen.plan.not_needed
+        summary.budget_left = chosen.budget_left
+        tasks = _queued(context, project)
+        for start in range(0, len(tasks), params.chunk_size):
+            chunk = tasks[start : start + params.chunk_size]
+            # Importing a chunk whose predictions share a model version makes it the project's, so annotators
+            # see them (Label Studio shows only the project's version).
+            imported, already = _send(context, client, ls_project_id, chunk)
+            summary.recovered += already
+            summary.resent += len([t for t in chunk if t.uid in leftovers]) - already
+    summary.seconds = time.perf_counter() - started
+    logger.info("routed %s", summary.as_dict())
+    create_markdown_artifact(key="route-summary", markdown=_markdown(summary), description="route counts")
+    return summary.as_dict()

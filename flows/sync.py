@@ -1,0 +1,250 @@
+"""Sync: bring finished annotations back from Label Studio into the database.
+
+Polling is the source of truth (Label Studio's webhooks are best effort: one try, one second), and it is
+idempotent: an annotation is stored as a new revision only when its content differs from the newest revision we
+hold, so a rerun, or two overlapping polls, store nothing twice. The poll asks for tasks updated since the last
+sync minus a margin, and a full pass (`full=True`) re-reads everything.
+
+When two annotators did the same task, their agreement (CER between their texts) is stored on the task, and a
+disagreement above the threshold marks the task `needs_review` instead of `completed`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from annotation.client import LabelStudioClient
+from annotation.labeling import ParsedAnnotation, parse_annotation
+from db import repo
+from db.models import Annotation, AnnotationTask, TaskState
+from flows.common import IO_RETRIES, IO_RETRY_DELAYS, FlowContext, flow_context, retry_on_io
+from flows.route import label_studio
+from inkloop.text import cer
+
+WATERMARK = "sync"
+# Label Studio's clock and ours, and a task updated while we read the previous page: re-read a margin back.
+POLL_OVERLAP = timedelta(minutes=5)
+
+
+class SyncParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    disagreement_cer: float = Field(
+        0.1, ge=0, le=1, description="Two annotators further apart than this CER: the task needs review."
+    )
+    full: bool = Field(False, description="Re-read every annotated task, not only those updated since the last sync.")
+    page_size: int = Field(100, ge=1, le=1000, description="Tasks committed together.")
+
+
+@dataclass
+class SyncSummary:
+    tasks_seen: int = 0
+    unknown_tasks: int = 0  # made in Label Studio by hand, not by the route flow
+    new_annotations: int = 0
+    new_revisions: int = 0  # edits of annotations we already held
+    unchanged: int = 0
+    completed: int = 0
+    skipped: int = 0
+    needs_review: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        stored = self.new_annotations + self.new_revisions
+        return {
+            "tasks_seen": self.tasks_seen,
+            "unknown_tasks": self.unknown_tasks,
+            "new_annotations": self.new_annotations,
+            "new_revisions": self.new_revisions,
+            "unchanged": self.unchanged,
+            "completed": self.completed,
+            "skipped": self.skipped,
+            "needs_review": self.needs_review,
+            "seconds": round(self.seconds, 2),
+            "annotations_per_s": round(stored / self.seconds, 1) if self.seconds and stored else None,
+        }
+
+
+# --- plain functions --------------------------------------------------------------------------------------------
+
+
+def _same(stored: Annotation, parsed: ParsedAnnotation) -> bool:
+    return (
+        stored.text == parsed.text
+        and (stored.lines or []) == [dict(line, box=list(line["box"])) for line in parsed.lines]
+        and stored.unreadable == parsed.unreadable
+        and stored.skipped == parsed.skipped
+    )
+
+
+def agreement(texts: Sequence[str]) -> float | None:
+    """The largest CER between any two annotators' texts (None with fewer than two)."""
+    if len(texts) < 2:
+        return None
+    return max(max(cer(a, b), cer(b, a)) for a, b in itertools.combinations(texts, 2))
+
+
+def task_state(latest: Iterable[Annotation], *, disagreement_cer: float) -> tuple[TaskState, float | None]:
+    """A task's state from the newest revision of each of its annotations."""
+    latest = list(latest)
+    answered = [a for a in latest if not a.skipped]
+    if not answered:
+        return TaskState.skipped, None
+    by_annotator = {a.annotator: a.text or "" for a in sorted(answered, key=lambda a: a.annotated_at)}
+    score = agreement(list(by_annotator.values()))
+    if score is not None and score > disagreement_cer:
+        return TaskState.needs_review, score
+    return TaskState.completed, score
+
+
+def store_page(
+    session: Session, ls_project_id: int, ls_tasks: Sequence[dict[str, Any]], summary: SyncSummary, params: SyncParams
+) -> None:
+    """Store the new revisions of one page of Label Studio tasks and update those tasks' states."""
+    ours = repo.tasks_by_ls_id(session=session, ls_project_id=ls_project_id, ls_task_ids=[t["id"] for t in ls_tasks])
+    latest = repo.latest_revisions(session=session, task_ids=[t.id for t in ours.values()])
+    for ls_task in ls_tasks:
+        summary.tasks_seen += 1
+        task_row = ours.get(ls_task["id"])
+        if task_row is None:
+            summary.unknown_tasks += 1
+            continue
+        for annotation in ls_task.get("annotations") or []:
+            parsed = parse_annotation(annotation, ls_task)
+            stored = latest.get(parsed.ls_annotation_id)
+            if stored is not None and _same(stored, parsed):
+                summary.unchanged += 1
+                continue
+            row = repo.add_annotation_revision(
+                session=session,
+                task_id=task_row.id,
+                ls_annotation_id=parsed.ls_annotation_id,
+                annotator=parsed.annotator,
+                annotated_at=parsed.updated_at,
+                text=parsed.text,
+                lines=[dict(line, box=list(line["box"])) for line in parsed.lines],
+                unreadable=parsed.unreadable,
+                skipped=parsed.skipped,
+                lead_time_s=parsed.lead_time_s,
+            )
+            latest[parsed.ls_annotation_id] = row
+            if stored is None:
+                summary.new_annotations += 1
+            else:
+                summary.new_revisions += 1
+        _update_state(task_row, [a for a in latest.values() if a.task_id == task_row.id], params, summary)
+    session.flush()
+
+
+def _update_state(task_row: AnnotationTask, latest: list[Annotation], params: SyncParams, summary: SyncSummary) -> None:
+    if not latest:
+        return
+    state, score = task_state(latest, disagreement_cer=params.disagreement_cer)
+    task_row.state = state
+    task_row.agreement_cer = score
+    task_row.completed_at = max(a.annotated_at for a in latest)
+    if state is TaskState.completed:
+        summary.completed += 1
+    elif state is TaskState.skipped:
+        summary.skipped += 1
+    else:
+        summary.needs_review += 1
+
+
+def poll_since(context: FlowContext, *, full: bool) -> datetime | None:
+    if full:
+        return None
+    with context.transaction() as session:
+        position = repo.get_watermark(session=session, name=WATERMARK)
+    if position == 0:
+        return None
+    return datetime.fromtimestamp(position, UTC) - POLL_OVERLAP
+
+
+def sync_project(
+    context: FlowContext, client: LabelStudioClient, *, ls_project_id: int, params: SyncParams
+) -> SyncSummary:
+    """Poll Label Studio and store what changed, a page per transaction; then move the poll watermark."""
+    summary = SyncSummary()
+    started = client.server_time()  # Label Studio's clock: the one its updated_at stamps come from
+    since = poll_since(context, full=params.full)
+    page: list[dict[str, Any]] = []
+    for ls_task in client.annotated_tasks(ls_project_id, updated_after=since):
+        page.append(ls_task)
+        if len(page) >= params.page_size:
+            with context.transaction() as session:
+                store_page(session, ls_project_id, page, summary, params)
+            page = []
+    with context.transaction() as session:
+        if page:
+            store_page(session, ls_project_id, page, summary, params)
+        # The next poll starts from when this one began (minus the overlap): nothing updated meanwhile is missed.
+        repo.set_watermark(
+            session=session, name=WATERMARK, position=int(started.timestamp()), details=summary.as_dict()
+        )
+    return summary
+
+
+# --- Prefect ----------------------------------------------------------------------------------------------------
+
+
+@task(
+    name="sync-project",
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_on_io,
+    cache_policy=NO_CACHE,
+)
+def _sync(context: FlowContext, client: LabelStudioClient, ls_project_id: int, params: SyncParams) -> SyncSummary:
+    return sync_project(context, client, ls_project_id=ls_project_id, params=params)
+
+
+@task(
+    name="label-studio-project",
+    retries=IO_RETRIES,
+    retry_delay_seconds=IO_RETRY_DELAYS,
+    retry_condition_fn=retry_on_io,
+    cache_policy=NO_CACHE,
+)
+def _find_project(client: LabelStudioClient, title: str) -> int | None:
+    return client.find_project(title)
+
+
+@flow(name="sync", validate_parameters=True)
+def sync(params: SyncParams | None = None) -> dict[str, Any]:
+    """Store finished and edited annotations from Label Studio as revisions; mark disagreements for review."""
+    params = params or SyncParams()
+    logger = get_run_logger()
+    started = time.perf_counter()
+    with flow_context() as context, label_studio(context.settings) as client:
+        ls_project_id = _find_project(client, context.settings.label_studio_project)
+        if ls_project_id is None:
+            logger.info("no Label Studio project %r yet: nothing to sync", context.settings.label_studio_project)
+            summary = SyncSummary()
+        else:
+            summary = _sync(context, client, ls_project_id, params)
+    summary.seconds = time.perf_counter() - started
+    data = summary.as_dict()
+    logger.info("synced %s", data)
+    create_markdown_artifact(
+        key="sync-summary",
+        markdown="# Sync\n\n| "
+        + " | ".join(data)
+        + " |\n|"
+        + "---|" * len(data)
+        + "\n| "
+        + " | ".join(str(v) for v in data.values())
+        + " |",
+        description="sync counts",
+    )
+    return data

@@ -1,0 +1,66 @@
+"""Flows by name: parameters from the command line, the scheduled deployments, and `inkloop flow run` itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.runner import FLOWS, deployments, parse_params
+from inkloop.errors import InkloopError
+from tests.flows.conftest import Loop
+
+INKLOOP = str(Path(sys.executable).with_name("inkloop"))
+
+
+def test_parameters_are_parsed_and_checked() -> None:
+    params = parse_params("ingest", ["batch_size=200", "data-docs=false"])
+    assert params.batch_size == 200 and params.data_docs is False
+    assert parse_params("route", ["budget=none"]).budget is None
+    with pytest.raises(InkloopError, match="batch_size"):
+        parse_params("ingest", ["batch_size=-1"])
+    with pytest.raises(InkloopError, match=r"batchsize.*parameters: batch_size"):
+        parse_params("ingest", ["batchsize=5"])
+    with pytest.raises(InkloopError, match="not key=value"):
+        parse_params("sync", ["full"])
+    with pytest.raises(InkloopError, match="no flow named 'retrain'"):
+        parse_params("retrain", [])
+
+
+def test_deployments_register_with_their_schedules(prefect_harness: None) -> None:
+    from prefect.client.orchestration import get_client
+
+    built = deployments()
+    ids = [d.apply() for d in built]
+
+    async def read() -> dict[str, float]:
+        async with get_client() as client:
+            found = {}
+            for deployment_id in ids:
+                deployment = await client.read_deployment(deployment_id)
+                (schedule,) = deployment.schedules
+                found[deployment.name] = schedule.schedule.interval.total_seconds()
+            return found
+
+    assert asyncio.run(read()) == {f"inkloop-{n}": spec.every.total_seconds() for n, spec in FLOWS.items()}
+
+
+def test_flow_run_from_the_command_line(loop: Loop, tmp_path: Path) -> None:
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PREFECT_")}
+    env.update(loop.env(), PREFECT_HOME=str(tmp_path / "prefect"))
+    result = subprocess.run(
+        [INKLOOP, "flow", "run", "sync", "--json"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["tasks_seen"] == 0 and summary["new_annotations"] == 0
+
+    bad = subprocess.run(
+        [INKLOOP, "flow", "run", "route", "-p", "budget=lots"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("inkloop: error: invalid parameters for flow route: budget")
