@@ -62,6 +62,8 @@ models_app = typer.Typer(
     cls=_OneLineErrors, help="The model registry: register, list, show, promote, roll back.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
+flow_app = typer.Typer(cls=_OneLineErrors, help="The data flows (Prefect): ingest, route, sync.", no_args_is_help=True)
+app.add_typer(flow_app, name="flow")
 
 
 def _version(value: bool) -> None:
@@ -601,3 +603,207 @@ def models_rollback() -> None:
     finally:
         engine.dispose()
     typer.echo(f"champion: {previous.version} (rolled back from {was})")
+
+
+# --- flows ------------------------------------------------------------------------------------------------------
+
+
+def _print_summary(name: str, summary: dict[str, Any]) -> None:
+    shown = {k: v for k, v in summary.items() if v not in (None, {}, 0) or k in ("requests", "created", "tasks_seen")}
+    typer.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+
+
+@flow_app.command("run")
+def flow_run(
+    name: Annotated[str, typer.Argument(help="ingest, route or sync.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="A flow parameter as key=value (repeat), e.g. -p batch_size=200."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
+) -> None:
+    """Run one flow now, on Prefect's local API unless PREFECT_API_URL names a server."""
+    settings = load_settings()
+    _ready_engine(settings).dispose()  # a clear "run inkloop init" before Prefect starts
+    from flows.runner import parse_params, run, use_local_prefect
+
+    use_local_prefect(settings)
+    params = parse_params(name, param or [])
+    summary = run(name, params)
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        _print_summary(name, summary)
+
+
+@flow_app.command("serve")
+def flow_serve(
+    every: Annotated[
+        list[str] | None,
+        typer.Option("--every", "-e", help="A flow's interval in minutes as name=minutes (repeat), e.g. -e ingest=1."),
+    ] = None,
+) -> None:
+    """Serve the flows as scheduled Prefect deployments (ingest and sync every 5 minutes, route every 15) until
+    interrupted. This process runs the scheduled runs; the Prefect UI shows them."""
+    from datetime import timedelta
+
+    settings = load_settings()
+    _ready_engine(settings).dispose()
+    from flows.runner import FLOWS, serve, use_local_prefect
+
+    intervals: dict[str, timedelta] = {}
+    for item in every or []:
+        name, _, minutes = item.partition("=")
+        if name not in FLOWS:
+            raise InkloopError(f"--every {item!r}: no flow named {name!r}; the flows are {', '.join(FLOWS)}")
+        try:
+            intervals[name] = timedelta(minutes=float(minutes))
+        except ValueError:
+            raise InkloopError(f"--every {item!r}: minutes must be a number") from None
+        if intervals[name].total_seconds() <= 0:
+            raise InkloopError(f"--every {item!r}: minutes must be positive")
+    use_local_prefect(settings)
+    serve(intervals)
+
+
+# --- Label Studio -----------------------------------------------------------------------------------------------
+
+labelstudio_app = typer.Typer(
+    cls=_OneLineErrors,
+    help="The local Label Studio of the embedded default: install, up, down, status.",
+    no_args_is_help=True,
+)
+app.add_typer(labelstudio_app, name="labelstudio")
+
+
+def _install_label_studio(venv: Path) -> None:
+    """Install Label Studio into its own virtualenv when missing; pip's current line on a terminal spinner."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from annotation import server
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        server.install(venv, echo=typer.echo)
+        return
+    with console.status("pip") as spinner:
+        server.install(
+            venv,
+            echo=lambda line: console.print(line, highlight=False),
+            on_pip_line=lambda line: spinner.update(Text(line.strip()[:70])) if line.strip() else None,
+        )
+
+
+@labelstudio_app.command("install")
+def labelstudio_install() -> None:
+    """Create Label Studio's own virtualenv (INKLOOP_LABEL_STUDIO_VENV) with its pinned packages; a no-op when done."""
+    from annotation import server
+
+    venv = server.from_settings(load_settings()).venv
+    if server.is_installed(venv):
+        typer.echo(f"Label Studio {server.LABEL_STUDIO_VERSION} is already installed in {venv}")
+        return
+    _install_label_studio(venv)
+
+
+@labelstudio_app.command("up")
+def labelstudio_up(
+    install: Annotated[
+        bool, typer.Option("--install/--no-install", help="Install Label Studio first when it is missing (~2 min).")
+    ] = True,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait for it to answer.")] = 300.0,
+) -> None:
+    """Start a local Label Studio on 127.0.0.1 (the port of INKLOOP_LABEL_STUDIO_URL), detached, and wait for it."""
+    from annotation import server
+
+    settings = load_settings()
+    ls = server.from_settings(settings)
+    server.require_local(ls)
+    if install and not server.is_installed(ls.venv):
+        _install_label_studio(ls.venv)
+    if settings.store_is_local:
+        ImageStore(settings.store_url).ensure()  # the folder Label Studio serves images from
+    current, started = server.up(ls, timeout_s=timeout, echo=typer.echo)
+    verb = "is up" if started else "was already running"
+    typer.echo(f"Label Studio {current.version} {verb} at {ls.url} (pid {current.pid}; stop: inkloop labelstudio down)")
+    _print_fields(_label_studio_fields(ls))
+
+
+def _label_studio_fields(ls: Any) -> dict[str, str]:
+    return {
+        "login": f"{ls.username} / {ls.password}",
+        "images": str(ls.document_root) if ls.document_root else "not served (the store is not a local folder)",
+        "data": str(ls.data_dir),
+        "log": str(ls.log_file),
+    }
+
+
+@labelstudio_app.command("down")
+def labelstudio_down() -> None:
+    """Stop the Label Studio that `inkloop labelstudio up` started."""
+    from annotation import server
+
+    ls = server.from_settings(load_settings())
+    pid = server.down(ls)
+    if pid is not None:
+        typer.echo(f"stopped Label Studio (pid {pid})")
+    elif ls.is_local and server.status(ls).healthy:
+        typer.echo(f"no Label Studio started by inkloop is running; something else answers at {ls.url}")
+    else:
+        typer.echo("no Label Studio started by inkloop is running")
+
+
+@labelstudio_app.command("status")
+def labelstudio_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+) -> None:
+    """The Label Studio at INKLOOP_LABEL_STUDIO_URL: whether it answers, its version, and the process inkloop runs."""
+    from annotation import server
+
+    ls = server.from_settings(load_settings())
+    current = server.status(ls)
+    report: dict[str, Any] = {
+        "url": ls.url,
+        "healthy": current.healthy,
+        "version": current.version,
+        "pid": current.pid,
+        "local": ls.is_local,
+    }
+    if ls.is_local:
+        report.update({"username": ls.username, "venv": str(ls.venv), "installed": server.is_installed(ls.venv)})
+        report.update({k: v for k, v in _label_studio_fields(ls).items() if k != "login"})
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    if current.running:
+        state = f"running (pid {current.pid}), " + ("healthy" if current.healthy else "not answering yet")
+    elif current.healthy:
+        state = "answering, not started by inkloop"
+    else:
+        state = "not running" + (" (start it: inkloop labelstudio up)" if ls.is_local else "")
+    fields = {"url": ls.url, "state": state, "version": current.version or "-"}
+    if ls.is_local:
+        fields.update(_label_studio_fields(ls))
+        fields["venv"] = f"{ls.venv}" + ("" if report["installed"] else " (not installed)")
+    _print_fields(fields)
+
+
+# --- demo -------------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    pages: Annotated[int, typer.Option("--pages", min=1, max=2000, help="Sample paragraphs to send.")] = 40,
+    port: Annotated[int, typer.Option("--port", help="Port of the endpoint the demo starts.")] = 8000,
+    once: Annotated[bool, typer.Option("--once", help="Stop the services at the end instead of waiting.")] = False,
+) -> None:
+    """The loop's first half on the embedded default: Label Studio and the endpoint up, sample traffic (with blank
+    and broken uploads), ingest, route; prints what happened and where annotators find the queue."""
+    settings = load_settings()
+    from flows.runner import use_local_prefect
+
+    use_local_prefect(settings)
+    from flows.demo import run_demo
+
+    run_demo(settings, pages=pages, port=port, once=once, echo=typer.echo)
