@@ -60,10 +60,10 @@ labelstudio: venv
 	@INKLOOP_LABEL_STUDIO_VENV=$(CURDIR)/.venv-labelstudio $(BIN)/inkloop labelstudio install
 
 # The main job on the embedded default (SQLite, a store folder, all under ./.inkloop).
+# Label Studio and the endpoint stay up until Ctrl-C (DEMO_ARGS=--once stops them at the end).
+DEMO_ARGS ?=
 demo: venv fonts
-	$(BIN)/inkloop init
-	$(BIN)/inkloop status
-	$(BIN)/inkloop predict tests/golden/000000.png tests/golden/000003.png
+	$(BIN)/inkloop demo $(DEMO_ARGS)
 
 # The shipped model, reproducibly, in two stages (GPU with bf16 when there is one; the defaults are sized for a
 # 2-core CPU: about 90 + 50 minutes). Stage 1 trains from scratch on synthetic paragraphs in the training fonts.

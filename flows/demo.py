@@ -21,6 +21,7 @@ import httpx
 from annotation import server as label_studio_server
 from annotation.client import LabelStudioClient
 from db.migrate import upgrade
+from db.session import sqlite_path
 from flows.ingest import IngestParams, ingest
 from flows.route import RouteParams, route
 from flows.traffic import TrafficResult, sample_traffic, send
@@ -86,6 +87,10 @@ def flag_one(base_url: str, traffic: TrafficResult) -> str | None:
 
 def run_demo(settings: Settings, *, pages: int, port: int, once: bool, echo: Echo) -> DemoReport:
     report = DemoReport(endpoint=f"http://127.0.0.1:{port}")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    database = sqlite_path(settings.database_url)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
     ImageStore(settings.store_url).ensure()
     echo(f"database     {settings.masked_database_url()} (migrated to head)")

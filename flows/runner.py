@@ -38,7 +38,9 @@ FLOWS: dict[str, FlowSpec] = {
 def use_local_prefect(settings: Settings) -> None:
     """Keep Prefect's files (its local API's database) under INKLOOP_HOME unless the user chose otherwise.
     Must run before prefect is imported: it reads its settings then."""
-    os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
+    if "PREFECT_HOME" not in os.environ:
+        (settings.home / "prefect").mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(settings.home / "prefect")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
 

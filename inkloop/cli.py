@@ -804,6 +804,7 @@ def demo(
     from flows.runner import use_local_prefect
 
     use_local_prefect(settings)
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # the demo prints its own summary
     from flows.demo import run_demo
 
     run_demo(settings, pages=pages, port=port, once=once, echo=typer.echo)
