@@ -37,8 +37,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
+# A transaction that reads and then writes must take SQLite's write lock when it begins: under WAL, a deferred
+# transaction whose snapshot another process has since written past fails its first write at once with "database
+# is locked" (SQLITE_BUSY_SNAPSHOT), without waiting out busy_timeout. Writers ask for BEGIN IMMEDIATE with this
+# execution option (session_scope does); readers stay deferred so they never wait for a writer.
+SQLITE_BEGIN = "sqlite_begin"
+
+
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    mode = connection.get_execution_options().get(SQLITE_BEGIN, "")
+    connection.exec_driver_sql(f"BEGIN {mode}".rstrip())
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -54,10 +62,14 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A transaction: committed when the block ends, rolled back (and nothing kept) when it raises."""
+def session_scope(factory: sessionmaker[Session], *, write: bool = True) -> Iterator[Session]:
+    """A transaction: committed when the block ends, rolled back (and nothing kept) when it raises. On SQLite a
+    `write` transaction holds the write lock from its start (waiting up to busy_timeout for it); pass
+    write=False for a read-only block so it never waits for a writer."""
     session = factory()
     try:
+        if write:
+            session.connection(execution_options={SQLITE_BEGIN: "IMMEDIATE"})
         yield session
         session.commit()
     except BaseException:

@@ -197,7 +197,7 @@ def status(
     engine = _ready_engine(settings)
     try:
         revision, head = _schema_revision(engine, settings)
-        with session_scope(session_factory(engine)) as session:
+        with session_scope(session_factory(engine), write=False) as session:
             counts = status_counts(session=session)
     finally:
         engine.dispose()

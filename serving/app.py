@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from db import repo
 from db.migrate import current_revision, head_revision
 from db.models import FeedbackFlag
-from db.session import make_engine, session_factory, sqlite_path
+from db.session import make_engine, session_factory, session_scope, sqlite_path
 from inkloop import __version__
 from inkloop.errors import NotFoundError, SchemaNotReadyError
 from inkloop.settings import Settings, load_settings
@@ -115,7 +115,7 @@ class State:
     def count_rejection(self, code: str, byte_size: int | None) -> None:
         self.rejections[code] += 1
         try:
-            with self.sessions() as session, session.begin():
+            with session_scope(self.sessions) as session:
                 repo.log_rejection(session=session, code=code, byte_size=byte_size)
         except Exception:  # counting must never turn a 4xx into a 5xx
             log.warning("could not count a %s rejection", code, exc_info=True)
@@ -242,7 +242,7 @@ def create_app(settings: Settings | None = None, model_path: Path | None = None)
         state: State = request.app.state.inkloop
 
         def add() -> int:
-            with state.sessions() as session, session.begin():
+            with session_scope(state.sessions) as session:
                 row = repo.add_feedback(
                     session=session, request_id=body.request_id, flag=body.flag, correction=body.correction
                 )

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import repo
 from db.models import Request
+from db.session import session_scope
 from inkloop.errors import InkloopError
 from inkloop.store import ImageStore, sha256_hex
 
@@ -65,7 +66,7 @@ class RequestLog:
         key = sha256_hex(entry.data)
         added_image = False
         try:
-            with self.sessions() as session, session.begin():
+            with session_scope(self.sessions) as session:
                 repo.log_request(session=session, image_sha256=key, image_bytes=len(entry.data), **entry.row_fields())
                 try:
                     added_image = not self.store.exists(key)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
@@ -248,6 +249,45 @@ def test_status_counts(session: Session) -> None:
     assert counts.model_versions == {"candidate": 0, "champion": 1, "rejected": 0, "retired": 0}
     assert sum(counts.annotation_tasks.values()) == 0 and counts.annotations == 0 and counts.dataset_versions == 0
     assert session.scalar(select(ModelVersion.status)) is ModelStatus.champion
+
+
+def test_a_read_then_write_transaction_waits_for_a_concurrent_writer_instead_of_failing(migrated_url: str) -> None:
+    """A write transaction that reads first, while another process commits a write, must wait for its turn: on
+    SQLite a deferred BEGIN fails its first write at once ("database is locked") once its snapshot is stale."""
+    import threading
+
+    from db.models import UploadRejection
+    from db.session import make_engine, session_factory, session_scope
+
+    first, second = make_engine(migrated_url), make_engine(migrated_url)
+    count = select(func.count()).select_from(UploadRejection)
+    has_read, errors = threading.Event(), []
+
+    def other_writer() -> None:
+        has_read.wait(10)
+        try:
+            with session_scope(session_factory(second)) as session:
+                repo.log_rejection(session=session, code="other", byte_size=1)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    thread = threading.Thread(target=other_writer)
+    thread.start()
+    try:
+        with session_scope(session_factory(first)) as session:
+            seen = session.scalar(count)
+            has_read.set()
+            time.sleep(0.5)  # the other writer commits now unless this transaction holds the write lock
+            repo.log_rejection(session=session, code="mine", byte_size=seen)
+        thread.join(30)
+        assert not errors, errors
+        with session_scope(session_factory(first), write=False) as session:
+            assert session.scalar(count) == 2
+    finally:
+        has_read.set()
+        thread.join(30)
+        first.dispose()
+        second.dispose()
 
 
 def test_a_savepoint_insert_stays_invisible_until_its_transaction_commits(migrated_url: str) -> None:
