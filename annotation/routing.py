@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from db.models import TaskReason
+from inkloop.phash import NEAR_DUPLICATE_DISTANCE, hash_array, popcount
 
 REASON_ORDER = (TaskReason.audit, TaskReason.flagged, TaskReason.low_confidence)
 
@@ -77,20 +78,11 @@ def reason_for(candidate: Candidate, *, threshold: float, audit_rate: float, sal
     return None
 
 
-def _hash_bits(phashes: Iterable[str]) -> np.ndarray:
-    return np.array([int(p, 16) for p in phashes], dtype=np.uint64)
-
-
-def _popcount(values: np.ndarray) -> np.ndarray:
-    bytes_view = values.view(np.uint8).reshape(-1, 8)
-    return np.unpackbits(bytes_view, axis=1).sum(axis=1)
-
-
 class _HashIndex:
     """Perceptual hashes seen so far, with a vectorised nearest-distance query."""
 
     def __init__(self, phashes: Iterable[str]) -> None:
-        self._values = _hash_bits(phashes)
+        self._values = hash_array(list(phashes))
         self._added: list[int] = []
 
     def near(self, phash: str, distance: int) -> bool:
@@ -100,7 +92,7 @@ class _HashIndex:
             self._added = []
         if self._values.size == 0:
             return False
-        return bool((_popcount(self._values ^ value) <= distance).any())
+        return bool((popcount(self._values ^ value) <= distance).any())
 
     def add(self, phash: str) -> None:
         self._added.append(int(phash, 16))
@@ -113,7 +105,7 @@ def plan(
     threshold: float,
     audit_rate: float,
     tasked_phashes: Iterable[str] = (),
-    near_duplicate_distance: int = 6,
+    near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE,
     salt: str = "",
 ) -> Plan:
     """Choose at most `budget` candidates: audit, then flagged, then least confident; near-duplicates once."""

@@ -103,6 +103,14 @@ def get_request(*, session: Session, request_id: str) -> Request:
     return row
 
 
+def requests_by_id(*, session: Session, request_ids: Iterable[str]) -> dict[str, Request]:
+    """The logged requests with these ids, by id, in one query (ids not logged are absent)."""
+    wanted = list(dict.fromkeys(request_ids))
+    if not wanted:
+        return {}
+    return {r.request_id: r for r in session.scalars(select(Request).where(Request.request_id.in_(wanted)))}
+
+
 def requests_after(*, session: Session, after_id: int, limit: int) -> list[Request]:
     """Request-log rows with `id > after_id`, oldest first: how the ingest flow pages through the log."""
     if limit <= 0:

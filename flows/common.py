@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -59,8 +60,9 @@ class FlowContext:
         )
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        with session_scope(self.sessions) as session:
+    def transaction(self, *, write: bool = True) -> Iterator[Session]:
+        """A transaction (see db.session.session_scope); write=False for one that only reads."""
+        with session_scope(self.sessions, write=write) as session:
             yield session
 
     def close(self) -> None:
@@ -95,3 +97,13 @@ def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect's `retry_condition_fn`: retry a task only when it failed on I/O."""
     exc = getattr(state, "data", None)
     return is_transient(exc if isinstance(exc, BaseException) else None)
+
+
+# The options of every task that does I/O: `@task(name=..., **IO_TASK)`. Flow-run state lives in the database,
+# not in Prefect's result cache, so tasks are never cached.
+IO_TASK: dict[str, Any] = {
+    "retries": IO_RETRIES,
+    "retry_delay_seconds": IO_RETRY_DELAYS,
+    "retry_condition_fn": retry_on_io,
+    "cache_policy": NO_CACHE,
+}

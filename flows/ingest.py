@@ -28,11 +28,11 @@ from sqlalchemy import select
 
 from db import repo
 from db.models import Image, ImageSource, ImageStatus
-from flows.common import IO_RETRIES, IO_RETRY_DELAYS, FlowContext, flow_context, retry_on_io
+from flows.common import IO_TASK, FlowContext, flow_context
 from inkloop.errors import ConflictError, CorruptObjectError, ObjectNotFoundError
 from inkloop.store import ImageStore
 from monitoring.features import ImageFeatures, compute_features
-from monitoring.quality import BatchValidation, validate_batch, write_data_docs
+from monitoring.quality import BatchRefusedError, BatchValidation, validate_batch, write_data_docs
 
 WATERMARK = "ingest"
 # Store problems are reasons of their own: the bytes never reached the validator.
@@ -127,7 +127,7 @@ class IngestSummary:
 
 def read_batch(context: FlowContext, *, batch_size: int) -> Batch | None:
     """The next `batch_size` log rows past the watermark, and which of their images still need validating."""
-    with context.transaction() as session:
+    with context.transaction(write=False) as session:
         start = repo.get_watermark(session=session, name=WATERMARK)
         rows = [
             LogRow(r.id, r.request_id, r.image_sha256, r.source, r.confidence)
@@ -275,21 +275,13 @@ def ingest_once(context: FlowContext, *, batch_size: int) -> BatchOutcome | None
 
 # --- Prefect ----------------------------------------------------------------------------------------------------
 
-# Flow-run state stays in the database, not in Prefect's result cache: tasks are never cached.
-_io = {
-    "retries": IO_RETRIES,
-    "retry_delay_seconds": IO_RETRY_DELAYS,
-    "retry_condition_fn": retry_on_io,
-    "cache_policy": NO_CACHE,
-}
 
-
-@task(name="read-batch", **_io)
+@task(name="read-batch", **IO_TASK)
 def _read_batch(context: FlowContext, batch_size: int) -> Batch | None:
     return read_batch(context, batch_size=batch_size)
 
 
-@task(name="image-features", **_io)
+@task(name="image-features", **IO_TASK)
 def _image_features(context: FlowContext, keys: list[str]) -> dict[str, tuple[ImageFeatures | None, str | None]]:
     return image_features(context.store, keys)
 
@@ -299,7 +291,7 @@ def _validate(frame: pd.DataFrame, max_bytes: int) -> BatchValidation:
     return validate_batch(frame, max_bytes=max_bytes)
 
 
-@task(name="commit-batch", **_io)
+@task(name="commit-batch", **IO_TASK)
 def _commit_batch(
     context: FlowContext,
     batch: Batch,
@@ -343,30 +335,38 @@ def ingest(params: IngestParams | None = None) -> dict[str, Any]:
     summary = IngestSummary()
     validations: list[BatchValidation] = []
     with flow_context() as context:
-        with context.transaction() as session:
+        with context.transaction(write=False) as session:
             summary.watermark_from = summary.watermark_to = repo.get_watermark(session=session, name=WATERMARK)
-        while params.max_batches is None or summary.batches < params.max_batches:
-            batch = _read_batch(context, params.batch_size)
-            if batch is None:
-                break
-            features = _image_features(context, [r.image_sha256 for r in batch.new_images])
-            decisions: dict[str, list[str]] = {}
-            if batch.new_images:  # a batch of repeat uploads only moves the watermark
-                validation = _validate(validation_frame(batch.new_images, features), context.settings.max_upload_bytes)
-                decisions = decide(batch.new_images, features, validation)
-                validations.append(validation)
-            outcome = _commit_batch(context, batch, features, decisions)
-            summary.add(outcome)
-            logger.info(
-                "batch up to request %d: %d requests, %d new images, %d valid, %d quarantined",
-                outcome.watermark,
-                outcome.requests,
-                outcome.new_images,
-                outcome.valid,
-                outcome.quarantined,
-            )
-        if params.data_docs and validations:
-            summary.data_docs = _data_docs(validations, context.settings.reports_dir / "data_docs")
+        try:
+            while params.max_batches is None or summary.batches < params.max_batches:
+                batch = _read_batch(context, params.batch_size)
+                if batch is None:
+                    break
+                features = _image_features(context, [r.image_sha256 for r in batch.new_images])
+                decisions: dict[str, list[str]] = {}
+                if batch.new_images:  # a batch of repeat uploads only moves the watermark
+                    frame = validation_frame(batch.new_images, features)
+                    try:
+                        validation = _validate(frame, context.settings.max_upload_bytes)
+                    except BatchRefusedError as refused:  # the run fails; its Data Docs show why (finally, below)
+                        if refused.validation is not None:
+                            validations.append(refused.validation)
+                        raise
+                    decisions = decide(batch.new_images, features, validation)
+                    validations.append(validation)
+                outcome = _commit_batch(context, batch, features, decisions)
+                summary.add(outcome)
+                logger.info(
+                    "batch up to request %d: %d requests, %d new images, %d valid, %d quarantined",
+                    outcome.watermark,
+                    outcome.requests,
+                    outcome.new_images,
+                    outcome.valid,
+                    outcome.quarantined,
+                )
+        finally:
+            if params.data_docs and validations:
+                summary.data_docs = _data_docs(validations, context.settings.reports_dir / "data_docs")
     summary.seconds = time.perf_counter() - started
     create_markdown_artifact(key="ingest-summary", markdown=_summary_markdown(summary), description="ingest counts")
     return summary.as_dict()

@@ -23,21 +23,19 @@ from typing import Any
 from PIL import Image as PILImage
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from annotation.client import LabelStudioClient
 from annotation.labeling import image_url_for, local_files_root, task_payload
 from annotation.routing import Candidate, Plan, plan
 from db import repo
-from db.models import AnnotationTask, Request, TaskState
-from flows.common import IO_RETRIES, IO_RETRY_DELAYS, FlowContext, flow_context, retry_on_io
+from db.models import AnnotationTask, TaskState
+from flows.common import IO_TASK, FlowContext, flow_context
 from inkloop.errors import InkloopError
+from inkloop.phash import NEAR_DUPLICATE_DISTANCE
 from inkloop.settings import Settings
 from model.preprocess import to_grayscale
 from model.segment import WORK_WIDTH, segment
-from monitoring.features import NEAR_DUPLICATE_DISTANCE
 
 
 class RouteParams(BaseModel):
@@ -148,9 +146,10 @@ def choose(context: FlowContext, *, project: str, params: RouteParams, now: date
             tasked_phashes=repo.tasked_phashes(session=session, project=project),
             near_duplicate_distance=params.near_duplicate_distance,
         )
+        requests = repo.requests_by_id(session=session, request_ids=[d.candidate.request_id for d in result.chosen])
         uids = []
         for decision in result.chosen:
-            request = repo.get_request(session=session, request_id=decision.candidate.request_id)
+            request = requests[decision.candidate.request_id]
             row = repo.create_task(
                 session=session,
                 uid=str(uuid.uuid4()),
@@ -179,9 +178,8 @@ def files_root(settings: Settings) -> Path:
 def payloads_for(context: FlowContext, tasks: Sequence[AnnotationTask]) -> list[dict[str, Any]]:
     """Label Studio task JSON for queued tasks: the image, and the model's text and line boxes as a prediction."""
     root = files_root(context.settings)
-    with context.transaction() as session:
-        wanted = [t.request_id for t in tasks if t.request_id]
-        requests = {r.request_id: r for r in session.scalars(select(Request).where(Request.request_id.in_(wanted)))}
+    with context.transaction(write=False) as session:
+        requests = repo.requests_by_id(session=session, request_ids=[t.request_id for t in tasks if t.request_id])
     payloads = []
     for row in tasks:
         request = requests.get(row.request_id or "")
@@ -203,7 +201,7 @@ def payloads_for(context: FlowContext, tasks: Sequence[AnnotationTask]) -> list[
 
 
 def queued_tasks(context: FlowContext, *, project: str) -> list[AnnotationTask]:
-    with context.transaction() as session:
+    with context.transaction(write=False) as session:
         return repo.tasks_in_state(session=session, project=project, state=TaskState.queued)
 
 
@@ -239,30 +237,23 @@ def send(
 
 # --- Prefect ----------------------------------------------------------------------------------------------------
 
-_io = {
-    "retries": IO_RETRIES,
-    "retry_delay_seconds": IO_RETRY_DELAYS,
-    "retry_condition_fn": retry_on_io,
-    "cache_policy": NO_CACHE,
-}
 
-
-@task(name="label-studio-project", **_io)
+@task(name="label-studio-project", **IO_TASK)
 def _project(client: LabelStudioClient, title: str, store: str) -> int:
     return client.ensure_project(title, model_version=None, image_root=local_files_root(store))
 
 
-@task(name="choose", **_io)
+@task(name="choose", **IO_TASK)
 def _choose(context: FlowContext, project: str, params: RouteParams) -> Chosen:
     return choose(context, project=project, params=params)
 
 
-@task(name="queued", **_io)
+@task(name="queued", **IO_TASK)
 def _queued(context: FlowContext, project: str) -> list[AnnotationTask]:
     return queued_tasks(context, project=project)
 
 
-@task(name="send", **_io)
+@task(name="send", **IO_TASK)
 def _send(
     context: FlowContext, client: LabelStudioClient, ls_project_id: int, tasks: list[AnnotationTask]
 ) -> tuple[int, int]:

@@ -20,7 +20,6 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
@@ -28,7 +27,7 @@ from annotation.client import LabelStudioClient
 from annotation.labeling import ParsedAnnotation, parse_annotation
 from db import repo
 from db.models import Annotation, AnnotationTask, TaskState
-from flows.common import IO_RETRIES, IO_RETRY_DELAYS, FlowContext, flow_context, retry_on_io
+from flows.common import IO_TASK, FlowContext, flow_context
 from flows.route import label_studio
 from inkloop.text import cer
 
@@ -164,7 +163,7 @@ def _update_state(task_row: AnnotationTask, latest: list[Annotation], params: Sy
 def poll_since(context: FlowContext, *, full: bool) -> datetime | None:
     if full:
         return None
-    with context.transaction() as session:
+    with context.transaction(write=False) as session:
         position = repo.get_watermark(session=session, name=WATERMARK)
     if position == 0:
         return None
@@ -200,10 +199,7 @@ def sync_project(
 
 @task(
     name="sync-project",
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_on_io,
-    cache_policy=NO_CACHE,
+    **IO_TASK,
 )
 def _sync(context: FlowContext, client: LabelStudioClient, ls_project_id: int, params: SyncParams) -> SyncSummary:
     return sync_project(context, client, ls_project_id=ls_project_id, params=params)
@@ -211,10 +207,7 @@ def _sync(context: FlowContext, client: LabelStudioClient, ls_project_id: int, p
 
 @task(
     name="label-studio-project",
-    retries=IO_RETRIES,
-    retry_delay_seconds=IO_RETRY_DELAYS,
-    retry_condition_fn=retry_on_io,
-    cache_policy=NO_CACHE,
+    **IO_TASK,
 )
 def _find_project(client: LabelStudioClient, title: str) -> int | None:
     return client.find_project(title)

@@ -5,11 +5,11 @@ The Great Expectations suite (monitoring/quality.py) judges images by these numb
 compares their distributions, so they must be cheap (every logged image gets them) and must never raise: an
 image that cannot be decoded is itself a finding (`decodable=False` with the reason), not a crash of the flow.
 
-`ink_ratio` is the feature that matters most. The recognizer's known weakness is that a blank page — paper
-texture, a lighting gradient, JPEG artefacts, heavy sensor noise — makes it read spurious text, so the share of
-ink pixels must be clearly above zero on any real page and clearly near zero on any blank one. Ink is measured
-as the recognizer sees it (model/segment.py, `ink_map`): darkness relative to the *local* paper level, either
-polarity, so a shadow across a photo is not ink; and relative to the page's own noise, so grain is not ink.
+`ink_ratio` is the feature that matters most. The recognizer's known weakness is that a blank page (paper
+texture, a lighting gradient, JPEG artefacts, heavy sensor noise) makes it read spurious text, and its own ink
+map (model/segment.py) cannot tell: it counts texture and noise as ink on most blank photos. So ink here is
+stricter: darkness relative to the paper right around a mark (either polarity), only for marks as thin as pen
+strokes, only well above the page's own noise, and not on ruled lines.
 """
 
 from __future__ import annotations
@@ -17,20 +17,18 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 from scipy import fft, ndimage
 
 Polarity = Literal["dark_on_light", "light_on_dark"]
 
-# Features are computed on a work image whose longest side is at most this many pixels: JPEGs are decoded at
-# 1/2, 1/4 or 1/8 scale straight from the DCT (PIL `draft`), everything else is box-reduced by an integer factor.
-# At this size a handwritten stroke is still 1-3 pixels wide (the recognizer segments pages at 1400).
+# Features are computed on a work image whose longest side is at most this many pixels (and at least half of
+# it, for larger images): JPEGs are decoded at 1/2, 1/4 or 1/8 scale straight from the DCT (PIL `draft`),
+# everything else is box-reduced by an integer factor. At this size a pen stroke is still 1-6 pixels wide.
 WORK_SIDE = 1024
 # Blur is the variance of the Laplacian of the page scaled so its longest side is this many pixels, so the
 # figure does not depend on the resolution the photo was taken at.
@@ -46,7 +44,11 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # dark mark narrower than that (a pen stroke at work scale is 1-6 pixels) and follows everything wider (paper
 # texture, a lighting gradient, a shadow, the edge of the sheet), so only stroke-like marks count as ink.
 # Long straight runs (ruled lines, margin lines: at least RULE_FRACTION of the page's width or height) are
-# not ink either: a blank page of a notebook is blank. Measured values: see INK_RATIO_MIN in monitoring/quality.py.
+# not ink either: a blank page of a notebook is blank. Rules are found on a looser mask (darkness above
+# RULE_LOOSENESS times the margin), where a faint rule is whole rather than in noisy fragments, as marks that
+# run straight for RULE_SEGMENT pixels, span RULE_FRACTION of the page and are at most RULE_THICKNESS thick.
+# The values were tuned on synthetic pages against blank ones; the measured ink ratios are in
+# monitoring/quality.py (INK_RATIO_MIN).
 INK_SMOOTH = 1.0
 INK_STROKE = 9
 INK_MIN_DARKNESS = 12.0
@@ -56,7 +58,7 @@ RULE_THICKNESS = 6.0
 RULE_SEGMENT = 15  # odd
 RULE_LOOSENESS = 0.5
 
-HASH_BITS = 64  # the perceptual hash: 8x8 low DCT frequencies of a 32x32 grayscale thumbnail
+# The perceptual hash (inkloop/phash.py compares them): 8x8 low DCT frequencies of a 32x32 grayscale thumbnail.
 _HASH_SIDE = 32
 _HASH_LOW = 8
 
@@ -104,15 +106,22 @@ def compute_features(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
     if not data:
         return ImageFeatures(byte_size=0, decodable=False, error="empty: 0 bytes")
     try:
-        with warnings.catch_warnings():
-            # The pixel limit below is ours; PIL's own (much larger) limit must not turn into a warning.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+        # (PIL may warn about a damaged file or one over its own pixel limit. The warnings are left alone:
+        # silencing them takes the process-wide warnings filter, and the flow computes features in threads.)
+        image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        return ImageFeatures(byte_size=size, decodable=False, error="not an image any decoder recognises")
+        sniffed = _sniff_format(data)
+        if sniffed is None:
+            return ImageFeatures(byte_size=size, decodable=False, error="not an image any decoder recognises")
+        return ImageFeatures(
+            byte_size=size,
+            decodable=False,
+            format=sniffed,
+            error=f"the file starts like a {sniffed} but its header is damaged",
+        )
     except Image.DecompressionBombError as exc:
         return ImageFeatures(byte_size=size, decodable=False, error=f"too many pixels ({exc})")
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except Exception as exc:  # damaged bytes raise all sorts of errors; the contract is a finding, not a crash
         return ImageFeatures(byte_size=size, decodable=False, error=f"header cannot be read ({_describe(exc)})")
 
     fmt = (image.format or "").upper() or None
@@ -131,7 +140,7 @@ def compute_features(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
         )
     try:
         gray = _work_gray(image)
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+    except Exception as exc:  # as above: a damaged image is a finding
         return ImageFeatures(decodable=False, error=f"pixels cannot be decoded ({_describe(exc)})", **header)
     finally:
         image.close()
@@ -152,8 +161,26 @@ def compute_features(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
     )
 
 
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+
+def _sniff_format(data: bytes) -> str | None:
+    """The format a file's first bytes announce, for files PIL refuses outright."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for magic, fmt in _MAGIC if data.startswith(magic)), None)
+
+
 def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _orientation(image: Image.Image) -> int:
@@ -172,9 +199,7 @@ def _work_gray(image: Image.Image) -> np.ndarray:
         # WORK_SIDE / 2 or more: the cheapest pixels there are.
         scale = longest / (WORK_SIDE // 2)
         image.draft("L" if image.mode in ("RGB", "L") else None, (int(image.width / scale), int(image.height / scale)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        image.load()
+    image.load()
     factor = math.ceil(max(image.size) / WORK_SIDE)
     if image.mode in _HIGH_DEPTH_MODES:
         small = image.reduce(factor) if factor > 1 and image.mode in ("I", "F") else image
@@ -310,99 +335,3 @@ def phash(gray: np.ndarray) -> str:
     for bit in bits:
         value = (value << 1) | int(bit)
     return f"{value:016x}"
-
-
-def hamming(a_hex: str, b_hex: str) -> int:
-    """Number of differing bits between two hex hashes of the same length."""
-    if len(a_hex) != len(b_hex):
-        raise ValueError(f"hashes of different lengths: {a_hex!r} and {b_hex!r}")
-    return (int(a_hex, 16) ^ int(b_hex, 16)).bit_count()
-
-
-# Near-duplicates: the largest Hamming distance between the phashes of two images that count as the same page
-# (re-photographed, re-encoded, slightly resized or brightened). Measured below on synthetic pages.
-NEAR_DUPLICATE_DISTANCE = 10
-_CHUNK_CELLS = 4_000_000  # pairs compared per step: bounds memory at ~32 MB whatever the sizes
-
-
-def _hash_array(hashes: Sequence[str]) -> np.ndarray:
-    """(n,) uint64 from 16-character hex hashes."""
-    values = np.empty(len(hashes), dtype=np.uint64)
-    for index, text in enumerate(hashes):
-        if not isinstance(text, str) or len(text) != HASH_BITS // 4:
-            raise ValueError(f"not a {HASH_BITS}-bit hex hash: {text!r} (at index {index})")
-        try:
-            values[index] = int(text, 16)
-        except ValueError:
-            raise ValueError(f"not a {HASH_BITS}-bit hex hash: {text!r} (at index {index})") from None
-    return values
-
-
-def _popcount(values: np.ndarray) -> np.ndarray:
-    if hasattr(np, "bitwise_count"):  # numpy >= 2.0
-        return np.bitwise_count(values).astype(np.int16)
-    as_bytes = values.view(np.uint8).reshape(*values.shape, 8)
-    return _BYTE_BITS[as_bytes].sum(axis=-1, dtype=np.int16)
-
-
-_BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.int16)
-
-
-def distances(phashes: Sequence[str], others: Sequence[str]) -> np.ndarray:
-    """(len(phashes), len(others)) int16 Hamming distances. For small inputs; near_duplicates works in chunks."""
-    a, b = _hash_array(phashes), _hash_array(others)
-    return _popcount(a[:, None] ^ b[None, :])
-
-
-@dataclass(frozen=True)
-class NearDuplicates:
-    """For each hash of `phashes`: the index in `others` of its nearest hash within the distance (-1: none) and
-    that distance (-1: none)."""
-
-    index: np.ndarray  # (n,) int64
-    distance: np.ndarray  # (n,) int16
-
-    def found(self) -> np.ndarray:
-        """(n,) bool: which hashes have a near-duplicate."""
-        return self.index >= 0
-
-
-def near_duplicates(
-    phashes: Sequence[str], others: Sequence[str], max_distance: int = NEAR_DUPLICATE_DISTANCE
-) -> NearDuplicates:
-    """Nearest neighbour of every hash in `phashes` among `others`, kept when within `max_distance` bits."""
-    if not 0 <= max_distance <= HASH_BITS:
-        raise ValueError(f"max_distance must be within 0..{HASH_BITS}, not {max_distance}")
-    a, b = _hash_array(phashes), _hash_array(others)
-    index = np.full(len(a), -1, dtype=np.int64)
-    distance = np.full(len(a), -1, dtype=np.int16)
-    if len(a) == 0 or len(b) == 0:
-        return NearDuplicates(index=index, distance=distance)
-    rows = max(_CHUNK_CELLS // len(b), 1)
-    for start in range(0, len(a), rows):
-        block = _popcount(a[start : start + rows, None] ^ b[None, :])  # (rows, m)
-        nearest = block.argmin(axis=1)
-        best = block[np.arange(len(block)), nearest]
-        close = best <= max_distance
-        index[start : start + rows] = np.where(close, nearest, -1)
-        distance[start : start + rows] = np.where(close, best, -1)
-    return NearDuplicates(index=index, distance=distance)
-
-
-def first_occurrences(phashes: Sequence[str], max_distance: int = NEAR_DUPLICATE_DISTANCE) -> np.ndarray:
-    """(n,) int64: for each hash, the index of the first earlier hash it near-duplicates, or its own index. The
-    images with `result[i] == i` are the ones to send once; the others repeat an earlier one. (A chain a~b~c
-    with a and c far apart keeps c: only a hash's distance to a kept hash makes it a repeat.)"""
-    values = _hash_array(phashes)
-    first = np.arange(len(values), dtype=np.int64)
-    kept: list[int] = []
-    kept_values = np.empty(0, dtype=np.uint64)
-    for index, value in enumerate(values):
-        if kept:
-            near = np.flatnonzero(_popcount(kept_values ^ value) <= max_distance)
-            if near.size:
-                first[index] = kept[int(near[0])]
-                continue
-        kept.append(index)
-        kept_values = np.append(kept_values, value)
-    return first

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 
@@ -105,6 +106,35 @@ def test_a_crash_between_batches_loses_and_duplicates_nothing(loop: Loop, monkey
     assert all(image.status is not ImageStatus.pending for image in images.values())
     assert _watermark(loop) == total
     assert ingest(IngestParams())["requests"] == 0
+
+
+def test_a_refused_batch_keeps_nothing_and_its_data_docs_say_why(loop: Loop, monkeypatch: pytest.MonkeyPatch) -> None:
+    pages = sorted(GOLDEN.glob("*.png"))[:4]
+    for page in pages:
+        loop.log(page.read_bytes(), confidence=0.5)
+
+    # A bug upstream of the suite: the second batch's frame holds one image twice.
+    import flows.ingest as ingest_module
+    from monitoring.quality import BatchRefusedError
+
+    real = ingest_module.validation_frame
+    calls = {"n": 0}
+
+    def duplicates_a_row_in_the_second_batch(images, features):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        frame = real(images, features)
+        return pd.concat([frame, frame.iloc[:1]], ignore_index=True) if calls["n"] == 2 else frame
+
+    monkeypatch.setattr(ingest_module, "validation_frame", duplicates_a_row_in_the_second_batch)
+    with pytest.raises(BatchRefusedError, match="duplicate_image_sha256"):
+        ingest(IngestParams(batch_size=2))
+    assert len(loop.images()) == 2 and _watermark(loop) == 2  # the first batch only
+    index = (loop.home / "reports" / "data_docs" / "index.html").read_text()
+    assert index.count("refused") >= 1, "the refused run is listed in the Data Docs"
+
+    monkeypatch.setattr(ingest_module, "validation_frame", real)
+    assert ingest(IngestParams(batch_size=2))["new_images"] == 2
+    assert len(loop.images()) == 4 and _watermark(loop) == 4
 
 
 def test_parameters_are_checked() -> None:
