@@ -15,11 +15,13 @@ PostgreSQL: the bench creates two databases `inkloop_bench_<hex>_*` on that serv
    generated once into `--cache`), each page sent as itself (PNG) and as variants (cropped a few pixels,
    brightness shifted, re-encoded as JPEG, or PNG with --png-every; the bytes differ and the page stays
    realistic), plus 1% blank pages (`flows.traffic.blank_page`).
-2. route: `--tasks` distinct pages logged and marked valid directly in a second installation (features and
-   perceptual hash as ingest stores them, copied from the first installation where its ingest computed them for
-   the same bytes), then one run of the route flow; next to it, the very payloads it built imported with the
+2. route: `--tasks` distinct pages logged with the shipped model's text and line boxes, as the endpoint logs
+   them (read once and cached beside the pages), and marked valid directly in a second installation (features
+   and perceptual hash as ingest stores them, copied from the first installation where its ingest computed them
+   for the same bytes), then one run of the route flow; next to it, the very payloads it built imported with the
    Label Studio client into fresh projects (one bulk request, and chunks of 100 as the flow sends them): the
-   ceiling.
+   ceiling. Then the same pages logged without line boxes in a third installation, and one route run that
+   segments every page again (`route_segmenting`: requests logged before the endpoint recorded lines).
 3. sync: `--annotations` of the routed tasks answered by an annotator account, then one run of the sync flow
    (everything new) and `--repeats` runs with nothing new (the idempotent poll).
 
@@ -180,6 +182,28 @@ def load_pages(cache: Path, count: int) -> tuple[list[Page], dict[str, Any]]:
     }
 
 
+def served_predictions(pages: list[Page], folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """What the endpoint logs for each page: the shipped model's text and line boxes (cached beside the pages,
+    per model version; the first run reads every page, about 0.2 s each on 2 cores)."""
+    from model.recognizer import Recognizer
+
+    recognizer = Recognizer.load()
+    cache = folder / f"predictions-{recognizer.version}.jsonl"
+    cached = [json.loads(line) for line in cache.read_text().splitlines()] if cache.exists() else []
+    started = time.perf_counter()
+    if len(cached) < len(pages):
+        say(f"reading {len(pages) - len(cached)} pages with {recognizer.version} (once; cached in {cache.name})")
+        for start in range(len(cached), len(pages), 32):
+            images = [Image.open(io.BytesIO(page.data)) for page in pages[start : start + 32]]
+            cached += [
+                {"text": p.text, "line_boxes": [list(box) for box in p.line_boxes]}
+                for p in recognizer.predict_images(images, batch_size=64)
+            ]
+        cache.write_text("".join(json.dumps(entry) + "\n" for entry in cached))
+    info = {"model": recognizer.version, "file": str(cache), "seconds": round(time.perf_counter() - started, 1)}
+    return cached[: len(pages)], info
+
+
 def _encode_variant(job: tuple[bytes, int, int, int]) -> list[tuple[bytes, str, int, int]]:
     """`count` variants of one page: (bytes, format, width, height). Variant 0 is the page as generated (PNG); the
     others are cropped by a few pixels, shifted in brightness and re-encoded as JPEG, as a phone photo arrives
@@ -251,10 +275,17 @@ def ingest_traffic(pages: list[Page], requests: int, *, png_every: int) -> list[
 
 
 def log_requests(
-    store: Any, database_url: str, traffic: list[Logged], confidences: list[float], *, block: int = 250
+    store: Any,
+    database_url: str,
+    traffic: list[Logged],
+    confidences: list[float],
+    *,
+    line_boxes: list[list[list[float]]] | None = None,
+    block: int = 250,
 ) -> list[str]:
-    """The request log as another serving stack writes it: images into the store first, then their rows.
-    A block of images, then that block's rows in one transaction. Returns the store keys in order."""
+    """The request log as another serving stack writes it: images into the store first, then their rows (with
+    `line_boxes`, one list per item, as inkloop's endpoint logs them). A block of images, then that block's rows
+    in one transaction. Returns the store keys in order."""
     from db import repo
     from db.session import make_engine, session_factory, session_scope
 
@@ -284,6 +315,7 @@ def log_requests(
                         text=item.text,
                         confidence=confidence,
                         line_confidences=[confidence] * lines if lines else None,
+                        line_boxes=line_boxes[start + offset] if line_boxes is not None else None,
                         latency_ms=round(rng.uniform(150, 400), 1),
                         source="import",
                         created_at=datetime.now(UTC),
@@ -559,8 +591,19 @@ def bench_ingest(traffic_info: dict[str, Any], args: argparse.Namespace) -> dict
 
 
 def bench_route(
-    installation: Installation, pages: list[Page], ls_url: str, ingested: Installation, args: argparse.Namespace
+    installation: Installation,
+    pages: list[Page],
+    predictions: list[dict[str, Any]],
+    ls_url: str,
+    ingested: Installation,
+    args: argparse.Namespace,
+    *,
+    lines_logged: bool,
+    ceiling: bool,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One route flow run. `lines_logged`: the requests carry the line boxes inkloop's endpoint logs (else the flow
+    segments each page, as for a request logged without them). `ceiling`: also import the flow's payloads
+    straight into Label Studio."""
     import flows.route as route_module
     from annotation.client import LabelStudioClient
     from flows.route import RouteParams, route
@@ -569,14 +612,17 @@ def bench_route(
     store = ImageStore(str(installation.store_folder))
     chosen = pages[: args.tasks]
     traffic = []
-    for page in chosen:
+    for page, predicted in zip(chosen, predictions, strict=False):
         with Image.open(io.BytesIO(page.data)) as image:
-            traffic.append(Logged(page.data, image.format or "PNG", image.width, image.height, page.text, "page"))
+            traffic.append(
+                Logged(page.data, image.format or "PNG", image.width, image.height, predicted["text"], "page")
+            )
+    boxes = [predicted["line_boxes"] for predicted in predictions[: len(traffic)]] if lines_logged else None
     # Distinct confidences below the threshold, so every page is a low-confidence candidate.
     confidences = [round(0.05 + 0.9 * i / len(traffic), 4) for i in range(len(traffic))]
-    say(f"route: {len(traffic)} valid images")
+    say(f"route: {len(traffic)} valid images, line boxes {'logged' if lines_logged else 'not logged'}")
     started = time.perf_counter()
-    keys = log_requests(store, installation.database_url, traffic, confidences)
+    keys = log_requests(store, installation.database_url, traffic, confidences, line_boxes=boxes)
     computed = mark_valid(store, installation.database_url, keys, known_features(ingested.database_url, keys))
     setup_seconds = time.perf_counter() - started
 
@@ -628,7 +674,7 @@ def bench_route(
     # The ceiling: the same payloads, straight into fresh projects of the same Label Studio.
     bulk, chunked = [], []
     with LabelStudioClient(ls_url, TOKEN) as client:
-        for repeat in range(args.repeats):
+        for repeat in range(args.repeats if ceiling else 0):
             for label, size, into in (("bulk", len(captured), bulk), ("chunks", params.chunk_size, chunked)):
                 project = client.ensure_project(
                     f"bench raw {label} {repeat} {uuid.uuid4().hex[:6]}", model_version=None
@@ -641,9 +687,12 @@ def bench_route(
     tasks = summary["created"]
     report = {
         "includes": "one route flow run under Prefect (local API): Label Studio project check, choose within the "
-        "budget and record tasks as queued, then per chunk of 100: ask Label Studio which uids it has, read each "
-        "image from the store, segment it into line boxes (page_lines), import the chunk, record the task ids; "
-        "wall clock around the flow call",
+        "budget and record tasks as queued, then per chunk of 100: ask Label Studio which uids it has, build the "
+        "payloads (line boxes as logged with the request, or else read the image from the store and segment it: "
+        "page_lines), import the chunk, record the task ids; wall clock around the flow call",
+        "line_boxes": "logged with the requests (as the endpoint does)"
+        if lines_logged
+        else "not logged: the flow segments each page",
         "params": params.model_dump(),
         "setup_s": round(setup_seconds, 1),
         "setup_features_computed": computed,
@@ -665,7 +714,9 @@ def bench_route(
         },
         "segmentation_ms_per_page": round(1000 * segmentation / max(probe.count("page_lines"), 1), 1),
         "nothing_new_run_wall_s": {"median": median(idle), "runs": [round(s, 2) for s in idle]},
-        "raw_import_ceiling": {
+    }
+    if ceiling:
+        report["raw_import_ceiling"] = {
             "includes": "LabelStudioClient.import_tasks of the route flow's own payloads into a fresh project: no "
             "database, segmentation or bookkeeping; `bulk` is one request, `chunks_of_100` is the flow's chunking "
             "(plus its model-version check); median of repeats",
@@ -676,11 +727,8 @@ def bench_route(
             "chunks_of_100_tasks_per_s": round(len(captured) / statistics.median(chunked), 1),
             "runs_bulk_s": [round(s, 2) for s in bulk],
             "runs_chunks_s": [round(s, 2) for s in chunked],
-        },
-    }
-    report["flow_vs_ceiling"] = round((tasks / wall) / report["raw_import_ceiling"]["bulk_tasks_per_s"], 3)
-    # What the flow would do if line boxes came for free (say, logged by serving, which segments every page).
-    report["tasks_per_s_without_segmentation"] = round(tasks / (wall - segmentation), 1)
+        }
+        report["flow_vs_ceiling"] = round((tasks / wall) / report["raw_import_ceiling"]["bulk_tasks_per_s"], 3)
     return report, captured
 
 
@@ -867,6 +915,7 @@ def main() -> None:
         # Forks worker processes: before any thread, engine or service of this process exists.
         traffic = ingest_traffic(pages, args.requests, png_every=args.png_every)
         variants_seconds = time.perf_counter() - started
+        predictions, predictions_info = served_predictions(pages[: args.tasks], Path(page_info["folder"]))
 
         say("starting Label Studio (in the background, during the setup)")
         label_studio = Background(
@@ -874,6 +923,7 @@ def main() -> None:
         )
         ingest_home = install(tmp / "ingest", databases.new("ingest"))
         route_home = install(tmp / "route", databases.new("route"))
+        segmenting_home = install(tmp / "route-segmenting", databases.new("segmenting"))
         database = databases.describe(ingest_home.database_url)
         traffic_info = log_ingest_traffic(ingest_home, traffic)
         del traffic
@@ -893,7 +943,14 @@ def main() -> None:
             activate(ingest_home, label_studio_url=ls.url, files_root=tmp, project=project)
             ingest_report = bench_ingest(traffic_info, args)
             activate(route_home, label_studio_url=ls.url, files_root=tmp, project=project)
-            route_report, payloads = bench_route(route_home, pages, ls.url, ingest_home, args)
+            route_report, payloads = bench_route(
+                route_home, pages, predictions, ls.url, ingest_home, args, lines_logged=True, ceiling=True
+            )
+            activate(segmenting_home, label_studio_url=ls.url, files_root=tmp, project=f"{project} segmenting")
+            segmenting_report, _ = bench_route(
+                segmenting_home, pages, predictions, ls.url, ingest_home, args, lines_logged=False, ceiling=False
+            )
+            activate(route_home, label_studio_url=ls.url, files_root=tmp, project=project)  # sync: the first route's
             sync_report = bench_sync(route_home, payloads, ls.url, args)
 
         report = {
@@ -919,10 +976,12 @@ def main() -> None:
             "setup": {
                 "pages": page_info,
                 "variants_s": round(variants_seconds, 1),
+                "served_predictions": predictions_info,
                 "prefect_local_api_start_s": round(prefect_start, 1),
             },
             "ingest": ingest_report,
             "route": route_report,
+            "route_segmenting": segmenting_report,
             "sync": sync_report,
             "total_wall_s": round(time.perf_counter() - run_started, 1),
         }

@@ -183,6 +183,8 @@ class Request(Base):
     text: Mapped[str] = mapped_column(Text)
     confidence: Mapped[float] = mapped_column(Float)
     line_confidences: Mapped[list[Any] | None]
+    # One [x, y, width, height] per line of `text`, in percent of the page (model.segment.Line.percent_box).
+    line_boxes: Mapped[list[Any] | None]
     latency_ms: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(32), default="api")  # api | import (folder + JSON lines)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -74,6 +74,7 @@ def log_request(
     image_width: int | None = None,
     image_height: int | None = None,
     line_confidences: list[float] | None = None,
+    line_boxes: list[tuple[float, float, float, float]] | None = None,
     source: str = "api",
     created_at: datetime | None = None,
 ) -> Request:
@@ -88,6 +89,7 @@ def log_request(
         text=text,
         confidence=confidence,
         line_confidences=line_confidences,
+        line_boxes=[list(box) for box in line_boxes] if line_boxes is not None else None,
         latency_ms=latency_ms,
         source=source,
         created_at=created_at or utcnow(),

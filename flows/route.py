@@ -29,13 +29,12 @@ from annotation.client import LabelStudioClient
 from annotation.labeling import image_url_for, local_files_root, task_payload
 from annotation.routing import Candidate, Plan, plan
 from db import repo
-from db.models import AnnotationTask, TaskState
+from db.models import AnnotationTask, Request, TaskState
 from flows.common import IO_TASK, FlowContext, flow_context
 from inkloop.errors import InkloopError
 from inkloop.phash import NEAR_DUPLICATE_DISTANCE
 from inkloop.settings import Settings
-from model.preprocess import to_grayscale
-from model.segment import WORK_WIDTH, segment
+from model import preprocess
 
 
 class RouteParams(BaseModel):
@@ -93,31 +92,28 @@ def start_of_day(now: datetime | None = None) -> datetime:
 
 
 def page_lines(data: bytes, text: str) -> list[dict[str, Any]]:
-    """The model's text split into lines, each with its box (percent of the image) from the line segmenter.
+    """The model's text split into lines, each with its box from the line segmenter, for a request whose lines
+    were not logged (one logged before the endpoint recorded them, or an import).
 
     The recognizer reads exactly the segmenter's lines but drops the ones it reads as empty, so texts and boxes
     pair up only when their counts agree; otherwise the boxes come without texts and the paragraph text stays whole.
     """
     with PILImage.open(io.BytesIO(data)) as image:
         image.load()
-        gray = to_grayscale(image)
-    height, width = gray.shape
-    # segment() works on the page scaled to at most WORK_WIDTH columns; a box is the same share of either.
-    work_w = min(width, WORK_WIDTH)
-    work_h = max(int(height * work_w / width), 1)
+        found = preprocess.page_lines(image)
     texts = text.split("\n") if text else []
-    found = segment(gray)
-    lines = []
-    for index, line in enumerate(found):
-        left, top, right, bottom = line.box
-        box = (
-            round(100 * left / work_w, 3),
-            round(100 * top / work_h, 3),
-            round(100 * (right - left) / work_w, 3),
-            round(100 * (bottom - top) / work_h, 3),
-        )
-        lines.append({"text": texts[index] if len(texts) == len(found) else "", "box": box})
-    return lines
+    return [
+        {"text": texts[index] if len(texts) == len(found) else "", "box": line.percent_box()}
+        for index, line in enumerate(found)
+    ]
+
+
+def logged_lines(text: str, boxes: Sequence[Sequence[float]] | None) -> list[dict[str, Any]] | None:
+    """The lines the endpoint logged with the request (one box per line of its text), or None without them."""
+    texts = text.split("\n") if text else []
+    if boxes is None or len(boxes) != len(texts):
+        return None
+    return [{"text": line, "box": tuple(box)} for line, box in zip(texts, boxes, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -175,6 +171,13 @@ def files_root(settings: Settings) -> Path:
     return settings.label_studio_files_root or Path(settings.store_url)
 
 
+def lines_of(context: FlowContext, task: AnnotationTask, request: Request | None) -> list[dict[str, Any]]:
+    logged = logged_lines(task.prediction_text or "", request.line_boxes if request is not None else None)
+    if logged is not None:
+        return logged
+    return page_lines(context.store.get(task.image_sha256), task.prediction_text or "")
+
+
 def payloads_for(context: FlowContext, tasks: Sequence[AnnotationTask]) -> list[dict[str, Any]]:
     """Label Studio task JSON for queued tasks: the image, and the model's text and line boxes as a prediction."""
     root = files_root(context.settings)
@@ -189,7 +192,7 @@ def payloads_for(context: FlowContext, tasks: Sequence[AnnotationTask]) -> list[
                 uid=row.uid,
                 image_url=image_url_for(context.settings.store_url, row.image_sha256, document_root=root),
                 text=text,
-                lines=page_lines(context.store.get(row.image_sha256), text),
+                lines=lines_of(context, row, request),
                 score=float(request.confidence) if request is not None else 0.0,
                 model_version=row.model_version or "unknown",
                 priority=row.priority,

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from inkloop.errors import InkloopError
-from model.segment import segment
+from model.segment import Line, segment
 
 
 class ImageInputError(InkloopError):
@@ -64,11 +64,16 @@ def line_input(crop: np.ndarray, height: int, max_width: int) -> np.ndarray:
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 
-def prepare_lines(image: Image.Image, height: int, max_width: int) -> list[np.ndarray]:
-    """The network inputs for one paragraph image: its text lines, top to bottom (empty for a blank page)."""
+def page_lines(image: Image.Image) -> list[Line]:
+    """The text lines of one paragraph image, top to bottom (empty for a blank page)."""
     if image.width < 1 or image.height < 1:
         raise ImageInputError("the image has no pixels")
-    return [line_input(line.crop, height, max_width) for line in segment(to_grayscale(image))]
+    return segment(to_grayscale(image))
+
+
+def prepare_lines(image: Image.Image, height: int, max_width: int) -> list[np.ndarray]:
+    """The network inputs for one paragraph image: its text lines, top to bottom (empty for a blank page)."""
+    return [line_input(line.crop, height, max_width) for line in page_lines(image)]
 
 
 def prepare(image: Image.Image, height: int, width: int) -> np.ndarray:

@@ -19,7 +19,7 @@ from model.confidence import Calibration
 from model.decode import Decoded, geometric_mean, greedy
 from model.export import CARD
 from model.nets.lines import LineNet
-from model.preprocess import ImageInputError, prepare_lines
+from model.preprocess import ImageInputError, line_input, page_lines
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "artifacts" / "base.pt"
 
@@ -34,6 +34,8 @@ class Prediction:
     confidence: float
     line_confidences: list[float] = field(default_factory=list)
     raw_confidence: float = 0.0
+    # Where each line of `text` is: x, y, width, height in percent of the page (Line.percent_box), one per line.
+    line_boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
 class Recognizer:
@@ -90,23 +92,24 @@ class Recognizer:
 
     def predict_images(self, images: list[Image.Image], batch_size: int = 32) -> list[Prediction]:
         """One prediction per image. `batch_size` counts lines, which may come from several images."""
-        pages = [prepare_lines(image, self.line_height, self.max_line_width) for image in images]
-        flat = [line for page in pages for line in page]
+        pages = [page_lines(image) for image in images]
+        flat = [line_input(line.crop, self.line_height, self.max_line_width) for page in pages for line in page]
         decoded = iter(self.read_lines(flat, batch_size))
         results: list[Prediction] = []
         for page in pages:
             lines = [next(decoded) for _ in page]
             texts = [d.text.replace("\n", " ").strip() for d in lines]
-            kept = [(t, d) for t, d in zip(texts, lines, strict=True) if t]
-            probs = np.array([p for _, d in kept for p in d.char_probs])
+            kept = [(t, d, line) for t, d, line in zip(texts, lines, page, strict=True) if t]
+            probs = np.array([p for _, d, _ in kept for p in d.char_probs])
             # A page with no text found gets no confidence: it is exactly what annotators should look at.
             raw = geometric_mean(probs) if probs.size else 0.0
             results.append(
                 Prediction(
-                    text="\n".join(t for t, _ in kept),
+                    text="\n".join(t for t, _, _ in kept),
                     confidence=round(float(self.calibration(raw)), 4) if probs.size else 0.0,
-                    line_confidences=[round(float(self.calibration(d.raw_confidence)), 4) for _, d in kept],
+                    line_confidences=[round(float(self.calibration(d.raw_confidence)), 4) for _, d, _ in kept],
                     raw_confidence=round(raw, 4),
+                    line_boxes=[line.percent_box() for _, _, line in kept],
                 )
             )
         return results

@@ -219,6 +219,7 @@ def create_app(settings: Settings | None = None, model_path: Path | None = None)
                 text=prediction.text,
                 confidence=prediction.confidence,
                 line_confidences=prediction.line_confidences,
+                line_boxes=prediction.line_boxes,
                 latency_ms=latency_ms,
                 created_at=datetime.now(UTC),
             )

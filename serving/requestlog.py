@@ -50,6 +50,7 @@ class Entry:
     text: str
     confidence: float
     line_confidences: list[float]
+    line_boxes: list[tuple[float, float, float, float]]
     latency_ms: float
     created_at: datetime
 

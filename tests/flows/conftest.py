@@ -76,7 +76,15 @@ class Loop:
         engine = make_engine(self.database_url)
         return _EngineSession(engine)
 
-    def log(self, data: bytes, *, confidence: float, text: str = "a line", model_version: str = "base-2") -> str:
+    def log(
+        self,
+        data: bytes,
+        *,
+        confidence: float,
+        text: str = "a line",
+        model_version: str = "base-2",
+        line_boxes: list[tuple[float, float, float, float]] | None = None,
+    ) -> str:
         """A request row as another serving stack would write it: the image first, then the row."""
         key = self.store.put(data)
         request_id = str(uuid.uuid4())
@@ -89,6 +97,7 @@ class Loop:
                 model_version=model_version,
                 text=text,
                 confidence=confidence,
+                line_boxes=line_boxes,
                 latency_ms=1.0,
                 created_at=datetime.now(UTC),
             )
@@ -150,11 +159,19 @@ def loop(
             drop_postgres_database(pg_server, url)
 
 
-def valid_image(loop: Loop, data: bytes, *, confidence: float, text: str = "a line", flagged: bool = False) -> str:
+def valid_image(
+    loop: Loop,
+    data: bytes,
+    *,
+    confidence: float,
+    text: str = "a line",
+    flagged: bool = False,
+    line_boxes: list[tuple[float, float, float, float]] | None = None,
+) -> str:
     """A logged request whose image ingest already found valid (features and perceptual hash stored); its key."""
     from monitoring.features import compute_features
 
-    request_id = loop.log(data, confidence=confidence, text=text)
+    request_id = loop.log(data, confidence=confidence, text=text, line_boxes=line_boxes)
     features = compute_features(data)
     key = loop.store.put(data)
     with loop.session() as session:

@@ -58,6 +58,36 @@ def test_uncertain_and_flagged_pages_reach_annotators_least_confident_first(loop
     assert _ls_task_count(loop, project_id) == 4
 
 
+def _line_regions(client, ls_task_id: int) -> list[tuple[str, tuple[float, ...]]]:  # noqa: ANN001
+    result = client.task(ls_task_id)["predictions"][0]["result"]
+    return [
+        (r["value"]["text"][0], tuple(r["value"][k] for k in ("x", "y", "width", "height")))
+        for r in result
+        if r["type"] == "textarea" and r["id"].startswith("line-")
+    ]
+
+
+def test_line_regions_come_from_the_logged_lines_else_from_the_segmenter(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boxes = [(4.0, 10.5, 90.0, 30.0), (4.0, 55.0, 60.25, 30.0)]
+    logged = valid_image(loop, PAGES[0].read_bytes(), confidence=0.1, text="first line\nsecond", line_boxes=boxes)
+    unlogged = valid_image(loop, PAGES[1].read_bytes(), confidence=0.2, text="whole text")
+    segmented = []
+    real = route_module.page_lines
+    monkeypatch.setattr(route_module, "page_lines", lambda data, text: segmented.append(text) or real(data, text))
+
+    route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))
+
+    assert segmented == ["whole text"], "only the request without logged lines is segmented again"
+    tasks = {t.image_sha256: t for t in loop.tasks()}
+    with loop.label_studio.client() as client:
+        assert _line_regions(client, tasks[logged].ls_task_id) == [("first line", boxes[0]), ("second", boxes[1])]
+        found = _line_regions(client, tasks[unlogged].ls_task_id)
+    assert found, "the segmenter found the page's lines"
+    assert all(0 <= x < 100 and 0 <= y < 100 and 0 < w <= 100 and 0 < h <= 100 for _, (x, y, w, h) in found)
+
+
 def test_the_daily_budget_holds_across_runs_and_near_duplicates_go_once(loop: Loop) -> None:
     page = PAGES[0].read_bytes()
     buffer = io.BytesIO()

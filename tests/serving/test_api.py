@@ -45,6 +45,10 @@ def test_predict_answers_and_logs_image_and_row(live: LiveServer) -> None:
     assert (row.text, row.model_version, row.image_format) == (body["text"], body["model_version"], "PNG")
     assert row.confidence == pytest.approx(body["confidence"]) and row.latency_ms == pytest.approx(body["latency_ms"])
     assert live.store().get(row.image_sha256) == data
+    # Where each line is, for the annotators' pre-filled line regions: one box per line, top to bottom, on the page.
+    assert row.line_boxes is not None and len(row.line_boxes) == len(body["line_confidences"])
+    assert all(0 <= x < 100 and 0 <= y < 100 and 0 < w <= 100 and 0 < h <= 100 for x, y, w, h in row.line_boxes)
+    assert [box[1] for box in row.line_boxes] == sorted(box[1] for box in row.line_boxes)
 
 
 def test_the_same_image_twice_is_two_requests_and_one_object(live: LiveServer) -> None:
