@@ -28,6 +28,7 @@ from flows.traffic import TrafficResult, sample_traffic, send
 from inkloop.errors import InkloopError
 from inkloop.settings import Settings
 from inkloop.store import ImageStore
+from serving.health import NotHealthyError, wait_until_healthy
 
 Echo = Callable[[str], None]
 
@@ -59,18 +60,12 @@ def start_endpoint(settings: Settings, port: int, log: Path, timeout_s: float = 
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise InkloopError(f"the endpoint exited with code {process.returncode}; see {log}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    process.kill()
-    raise InkloopError(f"the endpoint did not answer /healthz within {timeout_s:.0f} s; see {log}")
+    try:
+        wait_until_healthy(url, process, timeout_s=timeout_s)
+    except NotHealthyError as exc:
+        process.kill()
+        raise InkloopError(f"{exc}; see {log}") from None
+    return process
 
 
 def flag_one(base_url: str, traffic: TrafficResult) -> str | None:

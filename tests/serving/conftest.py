@@ -7,12 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -20,6 +18,7 @@ from sqlalchemy.orm import selectinload
 from db.models import Request, UploadRejection
 from db.session import make_engine, session_factory
 from inkloop.store import ImageStore
+from serving.health import NotHealthyError, wait_until_healthy
 from tests.conftest import create_postgres_database, drop_postgres_database
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -76,17 +75,11 @@ class LiveServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        raise AssertionError(f"the server did not become healthy in {timeout:.0f} s:\n{self.log_tail()}")
+        try:
+            wait_until_healthy(self.url, self.process, timeout_s=timeout)
+        except NotHealthyError as exc:
+            raise AssertionError(f"{exc}:\n{self.log_tail()}") from None
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
