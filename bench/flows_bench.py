@@ -8,7 +8,7 @@ a bare bulk import of the same tasks into the same Label Studio) and sync (annot
 What it builds, in a temporary folder: two inkloop installations (home, store, database), a Label Studio 1.23.2
 from `.venv-labelstudio` (its own SQLite; its document root contains both stores) and Prefect's embedded local API
 (PREFECT_HOME in the temporary folder, flow-run heartbeats off). With `--database-url` the installations use
-PostgreSQL: the bench creates two databases `inkloop_bench_<hex>_*` on that server and drops them at the end.
+PostgreSQL: the bench creates three databases `inkloop_bench_<hex>_*` on that server and drops them at the end.
 
 1. ingest: `--requests` distinct images logged as another serving stack would (image into the store, then a
    `requests` row), then one run of the ingest flow. The images are synthetic paragraphs (`flows.traffic`,
@@ -25,8 +25,9 @@ PostgreSQL: the bench creates two databases `inkloop_bench_<hex>_*` on that serv
 3. sync: `--annotations` of the routed tasks answered by an annotator account, then one run of the sync flow
    (everything new) and `--repeats` runs with nothing new (the idempotent poll).
 
-About 10 minutes on 2 cores (ingest about 3, route about 2, Label Studio answering 1,000 annotations about 1.5,
-setup the rest; the first run also synthesises 1,000 pages, about 3 minutes); `--quick` about 2 minutes.
+About 12 minutes on 2 cores (ingest about 3, route about 2, Label Studio answering 1,000 annotations about 1.5,
+setup the rest; the first run also synthesises 1,000 pages and reads them with the shipped model, about 5
+minutes more, both cached); `--quick` about 2 minutes.
 
 Flows are timed around the call (`wall_s`: Prefect's flow-run bookkeeping included) and by their own clock
 (`flow_seconds`: what the flow's summary reports). Breakdowns come from timing the flow modules' own functions
