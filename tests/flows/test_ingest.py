@@ -137,6 +137,66 @@ def test_a_refused_batch_keeps_nothing_and_its_data_docs_say_why(loop: Loop, mon
     assert len(loop.images()) == 4 and _watermark(loop) == 4
 
 
+def _database_accepts_connections(server_url: str, database_url: str, accept: bool) -> None:
+    """A real outage of one PostgreSQL database: refuse new connections and cut the open ones (or end that)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = make_url(database_url).database
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(accept).lower()}'))
+            if not accept:
+                connection.execute(
+                    text("select pg_terminate_backend(pid) from pg_stat_activity where datname = :name"),
+                    {"name": name},
+                )
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.parametrize("loop", ["postgresql"], indirect=True)
+def test_a_database_outage_fails_the_run_after_its_retries_and_the_next_run_catches_up(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch, postgres_server_url: str
+) -> None:
+    pages = sorted(GOLDEN.glob("*.png"))[:4]
+    for page in pages:
+        loop.log(page.read_bytes(), confidence=0.5)
+
+    from sqlalchemy.exc import OperationalError
+
+    import flows.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module._commit_batch, "retry_delay_seconds", [0, 0, 0])
+    real_decide, real_commit = ingest_module.decide, ingest_module.commit_batch
+    calls = {"decide": 0, "commit": 0}
+
+    def decide_then_the_database_goes_down(*args):  # noqa: ANN002, ANN202
+        calls["decide"] += 1
+        if calls["decide"] == 2:  # the second batch is validated; then the database goes away
+            _database_accepts_connections(postgres_server_url, loop.database_url, accept=False)
+        return real_decide(*args)
+
+    def counted_commit(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["commit"] += 1
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "decide", decide_then_the_database_goes_down)
+    monkeypatch.setattr(ingest_module, "commit_batch", counted_commit)
+    try:
+        with pytest.raises(OperationalError, match="not currently accepting connections"):
+            ingest(IngestParams(batch_size=2))
+        assert calls["commit"] == 1 + 4, "the failed commit was tried once and retried three times"
+    finally:
+        _database_accepts_connections(postgres_server_url, loop.database_url, accept=True)
+    assert len(loop.images()) == 2 and _watermark(loop) == 2  # the first batch, whole; nothing of the second
+
+    monkeypatch.setattr(ingest_module, "decide", real_decide)
+    assert ingest(IngestParams(batch_size=2))["new_images"] == 2
+    assert len(loop.images()) == 4 and _watermark(loop) == 4
+
+
 def test_parameters_are_checked() -> None:
     with pytest.raises(ValueError, match="batch_size"):
         IngestParams(batch_size=0)
