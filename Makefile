@@ -21,7 +21,7 @@ FONT_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-bwht fonts-dancingscrip
 # recompile; inkloop's own processes cache bytecode (ignored by git).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: venv fonts browser labelstudio demo test lint lock clean base-model
+.PHONY: venv fonts browser labelstudio demo test test-fast lint lock clean base-model
 
 venv: $(STAMP)
 
@@ -108,9 +108,15 @@ model/artifacts/base.pt: runs/base-caps/model.pt $(DATA)/heldout/labels.jsonl
 test: venv fonts browser labelstudio
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# What needs no service (no PostgreSQL, no Label Studio, no browser) and no long work: about a minute.
+FAST := not postgres and not labelstudio and not browser and not slow
+test-fast: venv fonts
+	$(BIN)/python -m pytest -m "$(FAST)" $(PYTEST_ARGS)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Re-pin every dependency (torch excepted: TORCH_SPEC chooses it) after changing pyproject.toml.
 lock: venv

@@ -1,6 +1,7 @@
 """A small typed client for the Label Studio API, over label-studio-sdk's `LabelStudio`.
 
-Everything the flows and tests need from Label Studio goes through here, so that every failure arrives as one of
+Everything the flows need from Label Studio goes through here (and what an annotator does, through
+annotation/annotator.py, which wraps this client), so that every failure arrives as one of
 inkloop's errors: LabelStudioUnavailableError (not running, a lost connection, a timeout, a 5xx; worth a retry),
 LabelStudioAuthError (the token was refused) or LabelStudioError (any other refusal), never a raw traceback.
 
@@ -21,11 +22,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
+from label_studio_sdk.types import AllRolesProjectList
 
 from annotation.labeling import UID_KEY, label_config
 from inkloop.errors import LabelStudioAuthError, LabelStudioError, LabelStudioUnavailableError
@@ -85,8 +87,13 @@ class LabelStudioClient:
 
     # --- errors -------------------------------------------------------------------------------------------------
 
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
+
     @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
+    def errors(self, what: str) -> Iterator[None]:
+        """Translate httpx and SDK failures inside the block into inkloop's Label Studio errors."""
         try:
             yield
         except httpx.TimeoutException:
@@ -97,9 +104,10 @@ class LabelStudioClient:
             reason = str(exc) or type(exc).__name__
             raise LabelStudioUnavailableError(f"Label Studio at {self.url} is not reachable: {reason}") from None
         except ApiError as exc:
-            raise self._refusal(exc.status_code or 0, exc.body, what) from None
+            raise self.refusal(exc.status_code or 0, exc.body, what) from None
 
-    def _refusal(self, status: int, body: Any, what: str) -> LabelStudioError:
+    def refusal(self, status: int, body: Any, what: str) -> LabelStudioError:
+        """The inkloop error for an HTTP `status` Label Studio answered `what` with."""
         detail = body
         if isinstance(body, Mapping):
             # Label Studio's errors say "Validation error" in detail and what was invalid in validation_errors.
@@ -114,27 +122,28 @@ class LabelStudioClient:
             return LabelStudioUnavailableError(f"Label Studio at {self.url} failed {what} (HTTP {status}): {shown}")
         return LabelStudioError(f"Label Studio at {self.url} refused {what} (HTTP {status}): {shown}")
 
-    def _request(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
-        with self._errors(what):
+    def request(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        """A request to Label Studio's API; any failure becomes one of inkloop's errors saying `what` failed."""
+        with self.errors(what):
             response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
                 body: Any = response.json()
             except ValueError:
                 body = response.text
-            raise self._refusal(response.status_code, body, what)
+            raise self.refusal(response.status_code, body, what)
         return response
 
     # --- the server ---------------------------------------------------------------------------------------------
 
     def version(self) -> str:
         """Label Studio's release, such as "1.23.2"."""
-        with self._errors("GET /api/version"):
+        with self.errors("GET /api/version"):
             return str(self._sdk.versions.get().release)
 
     def whoami(self) -> dict[str, Any]:
         """The user the token belongs to (id, email, ...)."""
-        return dict(self._request("GET", "/api/current-user/whoami", "GET /api/current-user/whoami").json())
+        return dict(self.request("GET", "/api/current-user/whoami", "GET /api/current-user/whoami").json())
 
     def check(self) -> str:
         """Raise unless Label Studio answers and accepts the token; its version."""
@@ -144,7 +153,7 @@ class LabelStudioClient:
 
     def server_time(self) -> datetime:
         """Label Studio's clock (from the HTTP Date header, whole seconds), for sync watermarks."""
-        response = self._request("GET", "/health/", "GET /health/")
+        response = self.request("GET", "/health/", "GET /health/")
         try:
             return parsedate_to_datetime(response.headers["date"]).astimezone(UTC)
         except (KeyError, TypeError, ValueError):
@@ -154,12 +163,14 @@ class LabelStudioClient:
 
     def find_project(self, title: str) -> int | None:
         """The id of the project titled exactly `title` (the oldest, should there be several), or None."""
-        with self._errors("GET /api/projects"):
-            found = [p.id for p in self._sdk.projects.list(title=title, page_size=100) if p.title == title]
+        with self.errors("GET /api/projects"):
+            # The SDK's list() wrapper returns a pager with its item type unbound; the items are project lists.
+            projects = cast(Iterable[AllRolesProjectList], self._sdk.projects.list(title=title, page_size=100))
+            found = [p.id for p in projects if p.title == title]
         return min((pid for pid in found if pid is not None), default=None)
 
     def project(self, project_id: int) -> dict[str, Any]:
-        return dict(self._request("GET", f"/api/projects/{project_id}/", f"GET project {project_id}").json())
+        return dict(self.request("GET", f"/api/projects/{project_id}/", f"GET project {project_id}").json())
 
     def ensure_project(
         self,
@@ -190,7 +201,7 @@ class LabelStudioClient:
         if project_id is None:
             if model_version is not None:
                 wanted["model_version"] = model_version
-            with self._errors(f"create project {title!r}"):
+            with self.errors(f"create project {title!r}"):
                 created = self._sdk.projects.create(title=title, description=description, **wanted)
             if created.id is None:
                 raise LabelStudioError(f"Label Studio at {self.url} created project {title!r} but sent no id")
@@ -218,11 +229,11 @@ class LabelStudioClient:
     def model_versions(self, project_id: int) -> dict[str, int]:
         """{model_version: number of predictions} in the project (the project's own version included, maybe at 0)."""
         what = f"GET the model versions of project {project_id}"
-        versions = self._request("GET", f"/api/projects/{project_id}/model-versions/", what).json()
+        versions = self.request("GET", f"/api/projects/{project_id}/model-versions/", what).json()
         return {str(k): int(v) for k, v in versions.items()} if isinstance(versions, dict) else {}
 
     def _patch_project(self, project_id: int, changes: Mapping[str, Any]) -> None:
-        with self._errors(f"update project {project_id}"):
+        with self.errors(f"update project {project_id}"):
             self._sdk.projects.update(id=project_id, **changes)
 
     def ensure_local_storage(self, project_id: int, path: str | Path) -> int:
@@ -234,7 +245,7 @@ class LabelStudioClient:
         """
         folder = str(Path(path).resolve())
         what = f"local storage {folder} for project {project_id}"
-        with self._errors(what):
+        with self.errors(what):
             for storage in self._sdk.import_storage.local.list(project=project_id):
                 if storage.path and str(Path(storage.path)) == folder and storage.id is not None:
                     return int(storage.id)
@@ -266,8 +277,13 @@ class LabelStudioClient:
         for start in range(0, len(payloads), chunk_size):
             chunk = [dict(p) for p in payloads[start : start + chunk_size]]
             what = f"import of {len(chunk)} tasks into project {project_id}"
-            with self._errors(what):
-                response = self._sdk.projects.import_tasks(id=project_id, request=chunk, return_task_ids=True)
+            with self.errors(what):
+                # The SDK types `request` as its ImportApiRequest models but serializes plain task dicts the same.
+                response = self._sdk.projects.import_tasks(
+                    id=project_id,
+                    request=chunk,  # type: ignore[arg-type]
+                    return_task_ids=True,
+                )
             ids = getattr(response, "task_ids", None)  # Community edition imports at once and lists the new ids
             if not isinstance(ids, list) or len(ids) != len(chunk):
                 raise LabelStudioError(f"Label Studio at {self.url} answered the {what} without one id per task")
@@ -282,18 +298,16 @@ class LabelStudioClient:
 
     def task(self, task_id: int) -> dict[str, Any]:
         """One task with its data, every prediction and every annotation (completed_by as a user object)."""
-        return dict(self._request("GET", f"/api/tasks/{task_id}/", f"GET task {task_id}").json())
+        return dict(self.request("GET", f"/api/tasks/{task_id}/", f"GET task {task_id}").json())
 
-    def next_task(self, project_id: int) -> dict[str, Any] | None:
-        """The task the label stream gives this client's user next, as the annotator's screen gets it (with only
-        the predictions Label Studio shows), or None when nothing is left. Locks the task for that user."""
-        what = f"GET the next task of project {project_id}"
-        with self._errors(what):
-            response = self._http.get(f"/api/projects/{project_id}/next/")
+    def get_json_or_none(self, path: str, what: str) -> dict[str, Any] | None:
+        """GET a JSON object from the API; None when Label Studio answers 404 (nothing there)."""
+        with self.errors(what):
+            response = self._http.get(path)
         if response.status_code == 404:
             return None
         if response.status_code >= 400:
-            raise self._refusal(response.status_code, response.text, what)
+            raise self.refusal(response.status_code, response.text, what)
         return dict(response.json())
 
     # The task listings below use the API directly rather than the SDK's pager: they page by task id (keyset), one
@@ -326,7 +340,7 @@ class LabelStudioClient:
             }
             if include:
                 params["include"] = include
-            response = self._request("GET", "/api/tasks/", f"list tasks of project {project_id}", params=params)
+            response = self.request("GET", "/api/tasks/", f"list tasks of project {project_id}", params=params)
             tasks = response.json().get("tasks")
             if not isinstance(tasks, list):
                 raise LabelStudioError(f"Label Studio at {self.url} sent a task list without tasks")
@@ -378,64 +392,9 @@ class LabelStudioClient:
         ]
         yield from _merge_by_id(*streams)
 
-    # --- acting as an annotator ---------------------------------------------------------------------------------
-
-    def create_annotation(
-        self,
-        task_id: int,
-        *,
-        result: list[dict[str, Any]],
-        lead_time: float | None = None,
-        was_cancelled: bool = False,
-    ) -> dict[str, Any]:
-        """Submit (or, with was_cancelled, skip) a task as this client's user would; the annotation's JSON."""
-        body: dict[str, Any] = {"result": result, "was_cancelled": was_cancelled}
-        if lead_time is not None:
-            body["lead_time"] = lead_time
-        return dict(
-            self._request("POST", f"/api/tasks/{task_id}/annotations/", f"annotate task {task_id}", json=body).json()
-        )
-
-    def update_annotation(
-        self, annotation_id: int, *, result: list[dict[str, Any]], lead_time: float | None = None
-    ) -> dict[str, Any]:
-        """Change a submitted annotation, as an annotator editing their answer; the annotation's JSON."""
-        body: dict[str, Any] = {"result": result}
-        if lead_time is not None:
-            body["lead_time"] = lead_time
-        what = f"update annotation {annotation_id}"
-        return dict(self._request("PATCH", f"/api/annotations/{annotation_id}/", what, json=body).json())
-
-    def create_annotator(self, email: str, *, password: str) -> str:
-        """An annotator account (signed up through the organization's invite link, as a person would); its token.
-
-        Safe to repeat: an existing account with this password is logged in instead. Uses the web forms, since
-        Label Studio's API cannot set a password or read another user's token.
-        """
-        invite = self._request("GET", "/api/invite", "GET /api/invite").json()
-        with httpx.Client(base_url=self.url, headers={"Connection": "close"}, timeout=self._timeout_s) as browser:
-            for page, params in (("/user/signup/", {"token": invite.get("token", "")}), ("/user/login/", {})):
-                what = f"{page} as {email}"
-                with self._errors(what):
-                    browser.get(page, params=params)
-                    csrf = browser.cookies.get("csrftoken") or ""
-                    form = {"email": email, "password": password, "csrfmiddlewaretoken": csrf}
-                    response = browser.post(page, params=params, data=form, headers={"Referer": f"{self.url}{page}"})
-                if response.status_code not in (200, 302):
-                    raise self._refusal(response.status_code, response.text[:300], what)
-                if response.status_code == 302:  # the form redirects once the user is signed in
-                    break
-            else:
-                raise LabelStudioError(f"Label Studio at {self.url} would neither sign up nor log in {email}")
-            with self._errors("GET /api/current-user/token"):
-                response = browser.get("/api/current-user/token")
-        if response.status_code != 200:
-            raise self._refusal(response.status_code, response.text, f"GET the token of {email}")
-        return str(response.json()["token"])
-
     def get_file(self, url: str) -> bytes:
         """The bytes Label Studio serves at `url` (relative, such as task data's /data/local-files/?d=...)."""
-        return self._request("GET", url, f"GET {url}").content
+        return self.request("GET", url, f"GET {url}").content
 
 
 def _merge_by_id(*streams: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

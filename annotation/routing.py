@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from db.models import TaskReason
+from inkloop.domain import TaskReason
 from inkloop.phash import NEAR_DUPLICATE_DISTANCE, hash_array, popcount
 
 REASON_ORDER = (TaskReason.audit, TaskReason.flagged, TaskReason.low_confidence)

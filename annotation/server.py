@@ -8,12 +8,9 @@ is what users start. A first start migrates Label Studio's SQLite database (abou
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,10 +24,24 @@ from urllib.parse import urlsplit
 import httpx
 
 from inkloop.errors import LabelStudioAuthError, LabelStudioError
+from inkloop.processes import Daemon, alive
 from inkloop.settings import Settings
+from inkloop.wait import WaitTimeoutError, wait_until
 
-LABEL_STUDIO_VERSION = "1.23.2"
 CONSTRAINTS_FILE = Path(__file__).resolve().parents[1] / "requirements" / "labelstudio.txt"
+
+
+def _pinned_version(constraints: Path) -> str:
+    """Label Studio's version, pinned once: the `label-studio==X` line of its requirements file (docker-compose's
+    image tag is held to it by tests/deploy/test_compose.py)."""
+    for line in constraints.read_text(encoding="utf-8").splitlines():
+        name, sep, version = line.partition("==")
+        if sep and name.strip().lower() == "label-studio":
+            return version.split("#", 1)[0].strip()
+    raise RuntimeError(f"{constraints} pins no label-studio version")
+
+
+LABEL_STUDIO_VERSION = _pinned_version(CONSTRAINTS_FILE)
 # The local server's login. It is printed for the demo and guards only a server bound to 127.0.0.1.
 DEFAULT_USERNAME = "annotator@inkloop.local"
 DEFAULT_PASSWORD = "inkloop-annotator"
@@ -40,8 +51,6 @@ INSTALL_STAMP = ".inkloop-labelstudio-installed"
 # Environment passed through to Label Studio; everything else is left out, because Label Studio reads unprefixed
 # names such as HOST, PORT, DEBUG and USERNAME that a user's shell may set for other reasons.
 _PASSED_ENVIRONMENT = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
-
-_LOG_ROTATE_BYTES = 20_000_000  # at a start, a longer log moves to label-studio.log.1
 
 Echo = Callable[[str], None]
 
@@ -73,6 +82,10 @@ class LocalLabelStudio:
     @property
     def pid_file(self) -> Path:
         return self.root / "label-studio.pid"
+
+    @property
+    def daemon(self) -> Daemon:
+        return Daemon("Label Studio", self.pid_file, self.log_file, marker=b"label_studio")
 
     @property
     def port(self) -> int:
@@ -239,47 +252,6 @@ def _environment(ls: LocalLabelStudio) -> dict[str, str]:
     return env
 
 
-def _read_pid(ls: LocalLabelStudio) -> int | None:
-    pid, _ = _pid_record(ls)
-    return pid
-
-
-def _pid_record(ls: LocalLabelStudio) -> tuple[int | None, str | None]:
-    """The live process the pid file names and the URL it was started for; (None, None) when there is none."""
-    try:
-        record = json.loads(ls.pid_file.read_text())
-        pid = int(record["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, None
-    return (pid, str(record.get("url"))) if _alive(pid) else (None, None)
-
-
-def _alive(pid: int) -> bool:
-    """True for a live (not zombie) Label Studio process; a reused pid that now runs something else is not one."""
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path(f"/proc/{pid}")
-    if not proc.exists():  # not Linux: the signal test is all there is
-        return True
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        command = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return False
-    return state != "Z" and b"label_studio" in command
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status of a child this process started (the test fixture), so it does not stay a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
-
-
 def _get(ls: LocalLabelStudio, path: str, *, timeout_s: float = 3.0, token: bool = False) -> httpx.Response:
     # Connection: close, because Label Studio's development server answers a kept-alive connection ~40 ms late.
     headers = {"Connection": "close"} | ({"Authorization": f"Token {ls.token}"} if token else {})
@@ -310,11 +282,7 @@ def _port_taken(ls: LocalLabelStudio) -> bool:
 
 
 def log_tail(ls: LocalLabelStudio, lines: int = 20) -> str:
-    try:
-        with ls.log_file.open(errors="replace") as log:
-            return "".join(deque(log, maxlen=lines)).rstrip()
-    except OSError:
-        return "(no log)"
+    return ls.daemon.log_tail(lines)
 
 
 def status(ls: LocalLabelStudio) -> ServerStatus:
@@ -322,7 +290,7 @@ def status(ls: LocalLabelStudio) -> ServerStatus:
     healthy = _healthy(ls)
     return ServerStatus(
         url=ls.url,
-        pid=_read_pid(ls),
+        pid=ls.daemon.pid(),
         healthy=healthy,
         version=_version(ls) if healthy else None,
         log_file=ls.log_file,
@@ -339,7 +307,8 @@ def up(ls: LocalLabelStudio, *, timeout_s: float = 300.0, echo: Echo = _quiet) -
     if not 6 <= len(ls.token) <= 40:
         # Label Studio silently ignores a shorter token and cannot store a longer one.
         raise LabelStudioError("INKLOOP_LABEL_STUDIO_TOKEN must be 6 to 40 characters for the local Label Studio")
-    pid, started_for = _pid_record(ls)
+    record = ls.daemon.record()
+    pid, started_for = (int(record["pid"]), record.get("url")) if record else (None, None)
     if pid is not None and started_for != ls.url:
         raise LabelStudioError(
             f"the Label Studio inkloop started for {started_for} still runs (pid {pid}); "
@@ -377,50 +346,36 @@ def up(ls: LocalLabelStudio, *, timeout_s: float = 300.0, echo: Echo = _quiet) -
         "--data-dir",
         str(ls.data_dir),
     ]
-    if ls.log_file.exists() and ls.log_file.stat().st_size > _LOG_ROTATE_BYTES:
-        ls.log_file.replace(ls.log_file.with_suffix(".log.1"))
-    with ls.log_file.open("ab") as log:
-        log.write(f"\n=== inkloop: {' '.join(command)} at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        log.flush()
-        # Its own session: Ctrl-C in the terminal that ran `inkloop labelstudio up` does not stop it.
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=ls.root,
-            env=_environment(ls),
-            start_new_session=True,
-        )
-    ls.pid_file.write_text(json.dumps({"pid": process.pid, "url": ls.url, "started": time.time()}) + "\n")
+    process = ls.daemon.start(command, env=_environment(ls), cwd=ls.root, url=ls.url)
     try:
         _wait_healthy(ls, process, process.pid, timeout_s)
         _check_token(ls)
     except BaseException:
-        _stop(process.pid, timeout_s=10.0)
-        ls.pid_file.unlink(missing_ok=True)
+        ls.daemon.stop(timeout_s=10.0)
         raise
     return status(ls), True
 
 
 def _wait_healthy(ls: LocalLabelStudio, process: subprocess.Popen[bytes] | None, pid: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def healthy() -> bool:
         if _healthy(ls):
-            return
+            return True
         code = process.poll() if process is not None else None
-        if code is not None or (process is None and not _alive(pid)):
+        if code is not None or (process is None and not alive(pid, ls.daemon.marker)):
             shown = "" if code is None else f" (code {code})"
             raise LabelStudioError(
                 f"Label Studio exited{shown} before answering {ls.url}/health/; "
                 f"the end of {ls.log_file}:\n{log_tail(ls)}"
             )
-        if time.monotonic() >= deadline:
-            raise LabelStudioError(
-                f"Label Studio did not answer {ls.url}/health/ within {timeout_s:.0f} s; "
-                f"the end of {ls.log_file}:\n{log_tail(ls)}"
-            )
-        time.sleep(0.5)
+        return False
+
+    try:
+        wait_until(healthy, timeout_s=timeout_s, interval_s=0.5, what=f"Label Studio answering {ls.url}/health/")
+    except WaitTimeoutError:
+        raise LabelStudioError(
+            f"Label Studio did not answer {ls.url}/health/ within {timeout_s:.0f} s; "
+            f"the end of {ls.log_file}:\n{log_tail(ls)}"
+        ) from None
 
 
 def _check_token(ls: LocalLabelStudio) -> None:
@@ -434,22 +389,4 @@ def _check_token(ls: LocalLabelStudio) -> None:
 
 def down(ls: LocalLabelStudio, *, timeout_s: float = 15.0) -> int | None:
     """Stop the Label Studio inkloop started (SIGTERM, then SIGKILL after `timeout_s`); its pid, or None."""
-    pid = _read_pid(ls)
-    if pid is not None:
-        _stop(pid, timeout_s=timeout_s)
-    ls.pid_file.unlink(missing_ok=True)
-    return pid
-
-
-def _stop(pid: int, *, timeout_s: float) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        # The process leads its own session: signal the group, so nothing it started stays behind.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-        deadline = time.monotonic() + (timeout_s if sig == signal.SIGTERM else 5.0)
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return
-            time.sleep(0.1)
-    if _alive(pid):
-        raise LabelStudioError(f"Label Studio (pid {pid}) did not stop after SIGTERM and SIGKILL")
+    return ls.daemon.stop(timeout_s=timeout_s)

@@ -195,7 +195,7 @@ def served_predictions(pages: list[Page], folder: Path) -> tuple[list[dict[str, 
     if len(cached) < len(pages):
         say(f"reading {len(pages) - len(cached)} pages with {recognizer.version} (once; cached in {cache.name})")
         for start in range(len(cached), len(pages), 32):
-            images = [Image.open(io.BytesIO(page.data)) for page in pages[start : start + 32]]
+            images: list[Image.Image] = [Image.open(io.BytesIO(page.data)) for page in pages[start : start + 32]]
             cached += [
                 {"text": p.text, "line_boxes": [list(box) for box in p.line_boxes]}
                 for p in recognizer.predict_images(images, batch_size=64)
@@ -316,7 +316,9 @@ def log_requests(
                         text=item.text,
                         confidence=confidence,
                         line_confidences=[confidence] * lines if lines else None,
-                        line_boxes=line_boxes[start + offset] if line_boxes is not None else None,
+                        line_boxes=[(x0, y0, x1, y1) for x0, y0, x1, y1 in line_boxes[start + offset]]
+                        if line_boxes is not None
+                        else None,
                         latency_ms=round(rng.uniform(150, 400), 1),
                         source="import",
                         created_at=datetime.now(UTC),
@@ -359,6 +361,8 @@ def mark_valid(store: Any, database_url: str, keys: list[str], known: dict[str, 
     missing = [key for key in keys if key not in known]
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         for key, found in zip(missing, pool.map(lambda k: compute_features(store.get(k)), missing), strict=True):
+            if found.phash is None:  # every decodable image has one, and the bench's pages are all decodable
+                raise SystemExit(f"image {key} has no perceptual hash: {found.error}")
             known[key] = (found.as_dict(), found.phash)
     engine = make_engine(database_url)
     try:
@@ -411,7 +415,7 @@ class Databases:
         return make_url(self.server_url).set(database=database).render_as_string(hide_password=False)
 
     def drop_all(self) -> None:
-        if not self.created:
+        if not self.server_url or not self.created:  # databases are created on a server only
             return
         from sqlalchemy import create_engine, text
 
@@ -555,7 +559,7 @@ def bench_ingest(traffic_info: dict[str, Any], args: argparse.Namespace) -> dict
         started = time.perf_counter()
         summary = ingest(IngestParams(batch_size=args.batch_size))
         wall = time.perf_counter() - started
-    batches = summary["batches"]
+    batches = summary.batches
     per_batch = []
     for index in range(batches):
         row = {name: round(probe.calls[name][index], 3) for name in phases}
@@ -567,7 +571,7 @@ def bench_ingest(traffic_info: dict[str, Any], args: argparse.Namespace) -> dict
         started = time.perf_counter()
         ingest(IngestParams(batch_size=args.batch_size))
         idle.append(time.perf_counter() - started)
-    images = summary["new_images"]
+    images = summary.new_images
     return {
         "includes": "one ingest flow run under Prefect (local API): read the log past the watermark, fetch and "
         "hash-check each image from the store, compute its features, validate each batch with Great Expectations, "
@@ -575,9 +579,9 @@ def bench_ingest(traffic_info: dict[str, Any], args: argparse.Namespace) -> dict
         **traffic_info,
         "wall_s": round(wall, 2),
         "images_per_s": round(images / wall, 1),
-        "flow_seconds": summary["seconds"],
-        "flow_images_per_s": summary["images_per_s"],
-        "summary": summary,
+        "flow_seconds": summary.seconds,
+        "flow_images_per_s": summary.images_per_s,
+        "summary": summary.model_dump(mode="json"),
         "breakdown_s": {
             **{name: round(probe.total(name), 2) for name in phases},
             "write_data_docs": round(probe.total("write_data_docs"), 2),
@@ -655,8 +659,8 @@ def bench_route(
         started = time.perf_counter()
         summary = route(params)
         wall = time.perf_counter() - started
-    if summary["created"] != args.tasks:
-        raise SystemExit(f"the route flow created {summary['created']} tasks, not {args.tasks}: {summary}")
+    if summary.created != args.tasks:
+        raise SystemExit(f"the route flow created {summary.created} tasks, not {args.tasks}: {summary}")
     segmentation = probe.total("page_lines")
     store_reads = probe.total("get")
     payload_rest = probe.total("payloads_for") - segmentation - store_reads
@@ -669,11 +673,12 @@ def bench_route(
         started = time.perf_counter()
         again = route(params)
         idle.append(time.perf_counter() - started)
-        if again["created"]:
+        if again.created:
             raise SystemExit(f"a second route run created tasks: {again}")
 
     # The ceiling: the same payloads, straight into fresh projects of the same Label Studio.
-    bulk, chunked = [], []
+    bulk: list[float] = []
+    chunked: list[float] = []
     with LabelStudioClient(ls_url, TOKEN) as client:
         for repeat in range(args.repeats if ceiling else 0):
             for label, size, into in (("bulk", len(captured), bulk), ("chunks", params.chunk_size, chunked)):
@@ -685,8 +690,8 @@ def bench_route(
                 into.append(time.perf_counter() - started)
                 if len(created) != len(captured):
                     raise SystemExit(f"raw import created {len(created)} of {len(captured)} tasks")
-    tasks = summary["created"]
-    report = {
+    tasks = summary.created
+    report: dict[str, Any] = {
         "includes": "one route flow run under Prefect (local API): Label Studio project check, choose within the "
         "budget and record tasks as queued, then per chunk of 100: ask Label Studio which uids it has, build the "
         "payloads (line boxes as logged with the request, or else read the image from the store and segment it: "
@@ -700,8 +705,8 @@ def bench_route(
         "tasks": tasks,
         "wall_s": round(wall, 2),
         "tasks_per_s": round(tasks / wall, 1),
-        "flow_seconds": summary["seconds"],
-        "summary": summary,
+        "flow_seconds": summary.seconds,
+        "summary": summary.model_dump(mode="json"),
         "breakdown_s": {
             "segmentation_page_lines": round(segmentation, 2),
             "store_reads": round(store_reads, 2),
@@ -749,6 +754,7 @@ def bench_sync(
     from sqlalchemy import select
 
     import flows.sync as sync_module
+    from annotation.annotator import SimulatedAnnotator
     from annotation.client import LabelStudioClient
     from annotation.labeling import UID_KEY, annotation_result
     from db.models import AnnotationTask
@@ -758,7 +764,8 @@ def bench_sync(
     engine = make_engine(installation.database_url)
     try:
         with session_scope(session_factory(engine)) as session:
-            ids = dict(session.execute(select(AnnotationTask.uid, AnnotationTask.ls_task_id)).all())
+            query = select(AnnotationTask.uid, AnnotationTask.ls_task_id)
+            ids: dict[str, int | None] = {uid: task_id for uid, task_id in session.execute(query)}
     finally:
         engine.dispose()
     answers = []
@@ -770,11 +777,11 @@ def bench_sync(
 
     say(f"sync: {len(answers)} annotations by an annotator account")
     with LabelStudioClient(ls_url, TOKEN) as admin:
-        annotator = admin.as_user(admin.create_annotator(ANNOTATOR[0], password=ANNOTATOR[1]))
+        annotator = SimulatedAnnotator.sign_up(admin, ANNOTATOR[0], password=ANNOTATOR[1])
     workers = 4
     started = time.perf_counter()
     with annotator, ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda a: annotator.create_annotation(a[0], result=a[1], lead_time=12.5), answers))
+        list(pool.map(lambda a: annotator.submit(a[0], result=a[1], lead_time=12.5), answers))
     annotate_seconds = time.perf_counter() - started
 
     probe = Probe()
@@ -790,19 +797,21 @@ def bench_sync(
         started = time.perf_counter()
         summary = sync()
         wall = time.perf_counter() - started
-    stored = summary["new_annotations"] + summary["new_revisions"]
+    stored = summary.new_annotations + summary.new_revisions
     if stored != len(answers):
         raise SystemExit(f"the sync flow stored {stored} annotations, not {len(answers)}: {summary}")
     label_studio = probe.total("find_project", "server_time", "annotated_tasks")
     parsing = probe.total("parse_annotation")
     database = probe.total("store_page") - parsing
-    idle, idle_summary = [], {}
+    idle: list[float] = []
+    idle_summary: dict[str, Any] = {}
     for _ in range(args.repeats):
         started = time.perf_counter()
-        idle_summary = sync()
+        again = sync()
         idle.append(time.perf_counter() - started)
-        if idle_summary["new_annotations"] or idle_summary["new_revisions"]:
-            raise SystemExit(f"a sync with nothing new stored annotations: {idle_summary}")
+        idle_summary = again.model_dump(mode="json")
+        if again.new_annotations or again.new_revisions:
+            raise SystemExit(f"a sync with nothing new stored annotations: {again}")
     return {
         "includes": "one sync flow run under Prefect (local API): find the project, poll Label Studio for annotated "
         "tasks (two listings, pages of 100, every field), parse each annotation, store new revisions and task "
@@ -816,8 +825,8 @@ def bench_sync(
         },
         "wall_s": round(wall, 2),
         "annotations_per_s": round(stored / wall, 1),
-        "flow_seconds": summary["seconds"],
-        "summary": summary,
+        "flow_seconds": summary.seconds,
+        "summary": summary.model_dump(mode="json"),
         "breakdown_s": {
             "label_studio_listing": round(label_studio, 2),
             "parse_annotation": round(parsing, 2),
@@ -869,7 +878,8 @@ def prefect_environment(tmp: Path) -> None:
     os.environ["PREFECT_HOME"] = str(tmp / "prefect")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # keep the flows' per-batch INFO lines off stderr
+    # Keep the flows' per-batch INFO lines off stderr.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
 def main() -> None:

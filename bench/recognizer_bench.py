@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from store_bench import machine  # noqa: E402
 
+from inkloop.card import InputSpec, ModelCard  # noqa: E402
 from model.charset import Charset  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
 from model.export import export  # noqa: E402
@@ -58,12 +59,15 @@ def bench_inference(recognizer: Recognizer, images: list, repeats: int, referenc
     pages = torch.from_numpy(np.stack([prepare(image, HEIGHT, WIDTH) for image in images]))[:, None]
     results: dict[str, object] = {}
     for batch in (1, 8):
-        fast = _median_per_page(lambda b=batch: recognizer.predict_images(images[:b]), batch, repeats)
-        ref = _median_per_page(
-            lambda b=batch: reference.generate(pages[:b], REFERENCE_CHARS, stop_at_end=False),
-            batch,
-            reference_repeats if batch == 1 else 1,
-        )
+
+        def ours(b: int = batch) -> object:
+            return recognizer.predict_images(images[:b])
+
+        def theirs(b: int = batch) -> object:
+            return reference.generate(pages[:b], REFERENCE_CHARS, stop_at_end=False)
+
+        fast = _median_per_page(ours, batch, repeats)
+        ref = _median_per_page(theirs, batch, reference_repeats if batch == 1 else 1)
         results[f"batch_{batch}"] = {
             "inkloop_s_per_paragraph": round(fast, 4),
             "reference_2022_s_per_paragraph": round(ref, 3),
@@ -130,22 +134,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="inkloop-recognizer-bench-") as tmp:
         if args.fresh:
             config = TrainConfig()
-            card = {
-                "version": "bench-fresh",
-                "charset": Charset.default().characters,
-                "config": config.model_dump(mode="json"),
-                "input": {
-                    "line_height": config.line_height,
-                    "max_line_width": config.max_line_width,
-                    "segmenter": SEGMENTER_VERSION,
-                },
-            }
+            card = ModelCard(
+                version="bench-fresh",
+                charset=Charset.default().characters,
+                config=config.model_dump(mode="json"),
+                input=InputSpec(
+                    line_height=config.line_height,
+                    max_line_width=config.max_line_width,
+                    segmenter=SEGMENTER_VERSION,
+                ),
+            )
             args.model = export(LineNet(len(Charset.default()), config.net).eval(), card, Path(tmp) / "fresh.pt")
         recognizer = Recognizer.load(args.model)
         folder = generate(Path(tmp) / "pages", SynthOptions(count=8, seed=0), workers=1)
         images = [open_image(p) for p in sorted(folder.glob("*.png"))]
         inference = bench_inference(recognizer, images, args.repeats, args.reference_repeats)
-        per_page = float(inference["lines_per_paragraph"])  # type: ignore[arg-type]
+        per_page = float(inference["lines_per_paragraph"])
         report = {
             "benchmark": "recognizer",
             "machine": {

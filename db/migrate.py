@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -9,6 +10,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import SQLAlchemyError
+
+from inkloop.errors import DatabaseError, SchemaNotReadyError, first_line
+from inkloop.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -45,3 +50,37 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+@dataclass(frozen=True)
+class Migrated:
+    before: str | None  # the revision the database was at (None: empty)
+    revision: str  # the revision it is at now: the head
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.revision
+
+
+def init_database(settings: Settings, *, wait_s: float = 0.0) -> Migrated:
+    """Create (SQLite) or reach (waiting up to `wait_s` s) the database and migrate it to head. Refuses a
+    database that has tables but no inkloop revision: inkloop did not create it."""
+    from db.session import open_engine, schema_revision
+
+    engine = open_engine(settings, create=True, wait_s=wait_s)
+    try:
+        before, head = schema_revision(engine, settings)
+        if before is None and has_any_table(engine):
+            raise SchemaNotReadyError(
+                f"database {settings.masked_database_url()} has tables but no inkloop schema revision; "
+                "refusing to migrate a database inkloop did not create"
+            )
+        if before != head:
+            try:
+                upgrade(settings.database_url)
+            except SQLAlchemyError as exc:
+                raise DatabaseError(f"migrating {settings.masked_database_url()} failed: {first_line(exc)}") from None
+        revision, _ = schema_revision(engine, settings)
+    finally:
+        engine.dispose()
+    return Migrated(before=before, revision=revision or head)

@@ -33,6 +33,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from inkloop.domain import (
+    FeedbackFlag,
+    ImageSource,
+    ImageStatus,
+    ModelStatus,
+    RunStatus,
+    Split,
+    TaskReason,
+    TaskState,
+)
+
 # Deterministic constraint names, identical on SQLite and PostgreSQL, so migrations can drop what they create.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -77,62 +88,10 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
         name=name,
         native_enum=False,
         create_constraint=True,
-        length=max(len(m.value) for m in cls),  # type: ignore[arg-type]
+        length=max(len(m.value) for m in cls),
         values_callable=lambda members: [m.value for m in members],
         validate_strings=True,
     )
-
-
-class ImageSource(enum.StrEnum):
-    production = "production"
-    synthetic = "synthetic"
-    imported = "imported"
-
-
-class ImageStatus(enum.StrEnum):
-    pending = "pending"  # stored, not yet validated by the ingest flow
-    valid = "valid"
-    quarantined = "quarantined"
-
-
-class FeedbackFlag(enum.StrEnum):
-    incorrect = "incorrect"
-    offensive = "offensive"
-    other = "other"
-
-
-class TaskReason(enum.StrEnum):
-    low_confidence = "low_confidence"
-    audit = "audit"
-    flagged = "flagged"
-
-
-class TaskState(enum.StrEnum):
-    queued = "queued"  # recorded here, not yet confirmed in Label Studio
-    open = "open"  # waiting for annotators in Label Studio
-    completed = "completed"
-    skipped = "skipped"
-    needs_review = "needs_review"  # annotators disagree
-    cancelled = "cancelled"
-
-
-class Split(enum.StrEnum):
-    train = "train"
-    val = "val"
-    test = "test"
-
-
-class ModelStatus(enum.StrEnum):
-    candidate = "candidate"
-    champion = "champion"
-    rejected = "rejected"
-    retired = "retired"
-
-
-class RunStatus(enum.StrEnum):
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
 
 
 class Base(DeclarativeBase):
@@ -345,8 +304,8 @@ class ModelVersion(Base):
             "uq_model_versions_one_champion",
             "status",
             unique=True,
-            sqlite_where=(status == ModelStatus.champion.value),  # type: ignore[arg-type]
-            postgresql_where=(status == ModelStatus.champion.value),  # type: ignore[arg-type]
+            sqlite_where=(status == ModelStatus.champion.value),
+            postgresql_where=(status == ModelStatus.champion.value),
         ),
     )
 

@@ -6,12 +6,13 @@ Each function works inside the caller's session and never commits; the caller's 
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -23,28 +24,24 @@ from db.models import (
     DatasetMember,
     DatasetVersion,
     Feedback,
-    FeedbackFlag,
     FlowWatermark,
     Image,
-    ImageSource,
-    ImageStatus,
-    ModelStatus,
     ModelVersion,
     Request,
-    Split,
-    TaskReason,
-    TaskState,
     UploadRejection,
     utcnow,
 )
+from inkloop.domain import FeedbackFlag, ImageSource, ImageStatus, ModelStatus, Split, TaskReason, TaskState
 from inkloop.errors import ConflictError, InkloopError, NotFoundError
 
+E = TypeVar("E", bound=enum.Enum)
 
-def _enum_value(enum_cls: type, value: Any, what: str) -> Any:
+
+def _enum_value(enum_cls: type[E], value: Any, what: str) -> E:
     try:
         return enum_cls(value)
     except ValueError:
-        allowed = ", ".join(m.value for m in enum_cls)  # type: ignore[attr-defined]
+        allowed = ", ".join(m.value for m in enum_cls)
         raise InkloopError(f"invalid {what} {value!r}: expected one of {allowed}") from None
 
 
@@ -113,6 +110,11 @@ def requests_by_id(*, session: Session, request_ids: Iterable[str]) -> dict[str,
     return {r.request_id: r for r in session.scalars(select(Request).where(Request.request_id.in_(wanted)))}
 
 
+def image_is_logged(*, session: Session, image_sha256: str) -> bool:
+    """Whether any request-log row names this image (the store is content-addressed: requests share images)."""
+    return session.scalar(select(Request.id).where(Request.image_sha256 == image_sha256).limit(1)) is not None
+
+
 def requests_after(*, session: Session, after_id: int, limit: int) -> list[Request]:
     """Request-log rows with `id > after_id`, oldest first: how the ingest flow pages through the log."""
     if limit <= 0:
@@ -169,6 +171,15 @@ def upsert_image(
         # Another writer inserted it between our select and insert: theirs is as good as ours.
         return session.scalars(select(Image).where(Image.sha256 == sha256)).one()
     return row
+
+
+def validated_images(*, session: Session, sha256s: Iterable[str]) -> set[str]:
+    """Those of these images that ingest has already validated (valid or quarantined)."""
+    wanted = list(dict.fromkeys(sha256s))
+    if not wanted:
+        return set()
+    query = select(Image.sha256).where(Image.sha256.in_(wanted), Image.status != ImageStatus.pending)
+    return set(session.scalars(query))
 
 
 def set_image_validation(
@@ -476,6 +487,12 @@ def get_model(*, session: Session, version: str) -> ModelVersion:
 
 def get_champion(*, session: Session) -> ModelVersion | None:
     return session.scalar(select(ModelVersion).where(ModelVersion.status == ModelStatus.champion))
+
+
+def previous_champion(*, session: Session) -> ModelVersion | None:
+    """The most recently retired champion: where a rollback goes."""
+    query = select(ModelVersion).where(ModelVersion.status == ModelStatus.retired)
+    return session.scalar(query.order_by(ModelVersion.promoted_at.desc(), ModelVersion.id.desc()).limit(1))
 
 
 def list_models(*, session: Session) -> list[ModelVersion]:

@@ -1,4 +1,8 @@
-"""Engines and sessions. SQLite gets the pragmas a multi-process service needs; PostgreSQL gets pre-ping."""
+"""Engines and sessions. SQLite gets the pragmas a multi-process service needs; PostgreSQL gets pre-ping.
+
+`open_ready_engine` is how the CLI, the flows and serving get their engine: one check that the database is
+reachable and at the schema this code needs, with one wording for each way it is not.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,12 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from inkloop.errors import DatabaseError, SchemaNotReadyError, first_line
+from inkloop.settings import Settings
+from inkloop.wait import WaitTimeoutError, wait_until
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -77,3 +86,58 @@ def session_scope(factory: sessionmaker[Session], *, write: bool = True) -> Iter
         raise
     finally:
         session.close()
+
+
+def open_engine(settings: Settings, *, create: bool = False, wait_s: float = 0.0) -> Engine:
+    """An engine on INKLOOP_DATABASE_URL once a connection succeeds, retrying for up to `wait_s` seconds (a
+    database container may still be starting). A SQLite file must exist unless `create` (then its folder is
+    made). Raises SchemaNotReadyError or DatabaseError, with the password masked."""
+    path = sqlite_path(settings.database_url)
+    if path is not None:
+        if not create and not path.exists():
+            raise SchemaNotReadyError(f"no database at {path}; run `inkloop init` first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+
+    def connects() -> bool:
+        with engine.connect():
+            return True
+
+    try:
+        wait_until(connects, timeout_s=wait_s, interval_s=1.0, what="a connection", retry_on=(OperationalError,))
+    except WaitTimeoutError as exc:
+        engine.dispose()
+        detail = first_line(exc.last_error) if exc.last_error is not None else str(exc)
+        raise DatabaseError(f"cannot reach database {settings.masked_database_url()}: {detail}") from None
+    return engine
+
+
+def schema_revision(engine: Engine, settings: Settings) -> tuple[str | None, str]:
+    """(the revision stamped in the database or None, the head revision this code needs)."""
+    from db.migrate import current_revision, head_revision
+
+    try:
+        return current_revision(engine), head_revision()
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot reach database {settings.masked_database_url()}: {first_line(exc)}") from None
+
+
+def open_ready_engine(settings: Settings, *, wait_s: float = 0.0) -> Engine:
+    """An engine on a database at the schema this code needs, or SchemaNotReadyError saying to run init."""
+    engine = open_engine(settings, wait_s=wait_s)
+    try:
+        revision, head = schema_revision(engine, settings)
+    except BaseException:
+        engine.dispose()
+        raise
+    if revision != head:
+        engine.dispose()
+        if revision is None:
+            raise SchemaNotReadyError(
+                f"database {settings.masked_database_url()} has no inkloop schema; run `inkloop init`"
+            )
+        raise SchemaNotReadyError(
+            f"database {settings.masked_database_url()} is at schema {revision}, this inkloop needs {head}; "
+            "run `inkloop init` to migrate"
+        )
+    return engine

@@ -12,14 +12,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.migrate import current_revision, head_revision
-from db.session import make_engine, session_factory, session_scope, sqlite_path
-from inkloop.errors import DatabaseError, SchemaNotReadyError, TransientError
+from db.session import open_ready_engine, session_factory, session_scope
+from inkloop.errors import TransientError
 from inkloop.settings import Settings, load_settings
 from inkloop.store import ImageStore
 
@@ -41,20 +42,7 @@ class FlowContext:
     @classmethod
     def open(cls, settings: Settings | None = None) -> FlowContext:
         settings = settings or load_settings()
-        path = sqlite_path(settings.database_url)
-        if path is not None and not path.exists():
-            raise SchemaNotReadyError(f"no database at {path}; run `inkloop init` first")
-        engine = make_engine(settings.database_url)
-        try:
-            revision = current_revision(engine)
-        except OperationalError as exc:
-            engine.dispose()
-            raise DatabaseError(f"cannot reach database {settings.masked_database_url()}: {_first_line(exc)}") from exc
-        if revision != head_revision():
-            engine.dispose()
-            raise SchemaNotReadyError(
-                f"database {settings.masked_database_url()} is at schema {revision or 'none'}; run `inkloop init`"
-            )
+        engine = open_ready_engine(settings)
         return cls(
             settings=settings, engine=engine, sessions=session_factory(engine), store=ImageStore(settings.store_url)
         )
@@ -76,10 +64,6 @@ def flow_context(settings: Settings | None = None) -> Iterator[FlowContext]:
         yield context
     finally:
         context.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def is_transient(exc: BaseException | None) -> bool:
@@ -107,3 +91,44 @@ IO_TASK: dict[str, Any] = {
     "retry_condition_fn": retry_on_io,
     "cache_policy": NO_CACHE,
 }
+
+
+class FlowSummary(BaseModel):
+    """What a flow run did. The flow returns it; `publish` shows it in Prefect's UI and `inkloop flow run` prints
+    the same rows (or `model_dump_json()` with --json)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = 0.0
+
+    def rows(self) -> list[tuple[str, str]]:
+        """(label, value) for every field that says something, breakdowns as "audit 2, flagged 1"."""
+        data = self.model_dump()
+        data["seconds"] = data.pop("seconds")  # the counts first, how long it took last
+        return [
+            (name.replace("_", " "), _shown(value))
+            for name, value in data.items()
+            if value is not None and value != {} and value != []
+        ]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_shown(v)}" for k, v in value.items())  # keys are codes: blank, low_confidence
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.2f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def summary_markdown(title: str, summary: FlowSummary) -> str:
+    """The summary as a two-column Markdown table under a heading: the one format of every flow's artifact."""
+    lines = [f"# {title}", "", "| | |", "|---|---|"]
+    lines += [f"| {label} | {value.replace('|', '/')} |" for label, value in summary.rows()]
+    return "\n".join(lines)
+
+
+def publish(summary: FlowSummary, *, key: str, title: str) -> None:
+    """Show the run's summary in Prefect's UI (an artifact on the flow run, keyed so runs can be compared)."""
+    create_markdown_artifact(key=key, markdown=summary_markdown(title, summary), description=title)

@@ -15,24 +15,22 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from db import repo
-from db.models import Image, ImageSource, ImageStatus
-from flows.common import IO_TASK, FlowContext, flow_context
+from flows.common import IO_TASK, FlowContext, FlowSummary, flow_context, publish
+from inkloop.domain import ImageSource, ImageStatus
 from inkloop.errors import ConflictError, CorruptObjectError, ObjectNotFoundError
 from inkloop.store import ImageStore
 from monitoring.features import ImageFeatures, compute_features
-from monitoring.quality import BatchRefusedError, BatchValidation, validate_batch, write_data_docs
+from monitoring.validation import BatchRefusedError, BatchValidation, validate_batch, write_data_docs
 
 WATERMARK = "ingest"
 # Store problems are reasons of their own: the bytes never reached the validator.
@@ -81,20 +79,19 @@ class BatchOutcome:
     quarantined: int
     reasons: Counter[str]
     watermark: int
-    validation: BatchValidation | None = None
 
 
-@dataclass
-class IngestSummary:
+class IngestSummary(FlowSummary):
+    """What an ingest run did; `reasons` counts quarantined images by reason, most common first."""
+
     batches: int = 0
     requests: int = 0
     new_images: int = 0
     valid: int = 0
     quarantined: int = 0
-    reasons: Counter[str] = field(default_factory=Counter)
+    reasons: dict[str, int] = Field(default_factory=dict)
     watermark_from: int = 0
     watermark_to: int = 0
-    seconds: float = 0.0
     data_docs: str | None = None
 
     def add(self, outcome: BatchOutcome) -> None:
@@ -103,23 +100,13 @@ class IngestSummary:
         self.new_images += outcome.new_images
         self.valid += outcome.valid
         self.quarantined += outcome.quarantined
-        self.reasons.update(outcome.reasons)
+        self.reasons = dict((Counter(self.reasons) + outcome.reasons).most_common())
         self.watermark_to = outcome.watermark
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "batches": self.batches,
-            "requests": self.requests,
-            "new_images": self.new_images,
-            "valid": self.valid,
-            "quarantined": self.quarantined,
-            "reasons": dict(self.reasons.most_common()),
-            "watermark_from": self.watermark_from,
-            "watermark_to": self.watermark_to,
-            "seconds": round(self.seconds, 2),
-            "images_per_s": round(self.new_images / self.seconds, 1) if self.seconds else None,
-            "data_docs": self.data_docs,
-        }
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def images_per_s(self) -> float | None:
+        return round(self.new_images / self.seconds, 1) if self.seconds and self.new_images else None
 
 
 # --- plain functions (each testable without Prefect) ------------------------------------------------------------
@@ -138,9 +125,7 @@ def read_batch(context: FlowContext, *, batch_size: int) -> Batch | None:
         latest: dict[str, LogRow] = {}
         for row in rows:  # oldest first, so the last request for an image wins
             latest[row.image_sha256] = row
-        done = set(
-            session.scalars(select(Image.sha256).where(Image.sha256.in_(latest), Image.status != ImageStatus.pending))
-        )
+        done = repo.validated_images(session=session, sha256s=latest)
     return Batch(start=start, rows=rows, new_images=[r for sha, r in latest.items() if sha not in done])
 
 
@@ -256,23 +241,6 @@ def commit_batch(
     )
 
 
-def ingest_once(context: FlowContext, *, batch_size: int) -> BatchOutcome | None:
-    """Read, validate and commit one batch; None when the log holds nothing new. What the flow does per batch."""
-    batch = read_batch(context, batch_size=batch_size)
-    if batch is None:
-        return None
-    features = image_features(context.store, [r.image_sha256 for r in batch.new_images])
-    validation = None
-    decisions: dict[str, list[str]] = {}
-    if batch.new_images:  # a batch of repeat uploads only moves the watermark
-        frame = validation_frame(batch.new_images, features)
-        validation = validate_batch(frame, max_bytes=context.settings.max_upload_bytes)
-        decisions = decide(batch.new_images, features, validation)
-    outcome = commit_batch(context, batch, features, decisions)
-    outcome.validation = validation
-    return outcome
-
-
 # --- Prefect ----------------------------------------------------------------------------------------------------
 
 
@@ -309,25 +277,8 @@ def _data_docs(validations: list[BatchValidation], folder: Path) -> str | None:
     return str(path) if path is not None else None
 
 
-def _summary_markdown(summary: IngestSummary) -> str:
-    lines = [
-        "# Ingest",
-        "",
-        "| requests read | new images | valid | quarantined | watermark |",
-        "|---:|---:|---:|---:|---|",
-        f"| {summary.requests} | {summary.new_images} | {summary.valid} | {summary.quarantined} "
-        f"| {summary.watermark_from} → {summary.watermark_to} |",
-    ]
-    if summary.reasons:
-        lines += ["", "| quarantine reason | images |", "|---|---:|"]
-        lines += [f"| {reason} | {n} |" for reason, n in summary.reasons.most_common()]
-    if summary.data_docs:
-        lines += ["", f"Data Docs: `{summary.data_docs}`"]
-    return "\n".join(lines)
-
-
 @flow(name="ingest", log_prints=False, validate_parameters=True)
-def ingest(params: IngestParams | None = None) -> dict[str, Any]:
+def ingest(params: IngestParams | None = None) -> IngestSummary:
     """Validate the images of new request-log rows; mark them valid or quarantined; publish the counts."""
     params = params or IngestParams()
     logger = get_run_logger()
@@ -367,6 +318,6 @@ def ingest(params: IngestParams | None = None) -> dict[str, Any]:
         finally:
             if params.data_docs and validations:
                 summary.data_docs = _data_docs(validations, context.settings.reports_dir / "data_docs")
-    summary.seconds = time.perf_counter() - started
-    create_markdown_artifact(key="ingest-summary", markdown=_summary_markdown(summary), description="ingest counts")
-    return summary.as_dict()
+    summary.seconds = round(time.perf_counter() - started, 2)
+    publish(summary, key="ingest-summary", title="Ingest")
+    return summary

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import time as day_time
 from pathlib import Path
@@ -22,15 +22,15 @@ from typing import Any
 
 from PIL import Image as PILImage
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from annotation.client import LabelStudioClient
 from annotation.labeling import image_url_for, local_files_root, task_payload
 from annotation.routing import Candidate, Plan, plan
 from db import repo
-from db.models import AnnotationTask, Request, TaskState
-from flows.common import IO_TASK, FlowContext, flow_context
+from db.models import AnnotationTask, Request
+from flows.common import IO_TASK, FlowContext, FlowSummary, flow_context, publish
+from inkloop.domain import TaskState
 from inkloop.errors import InkloopError
 from inkloop.phash import NEAR_DUPLICATE_DISTANCE
 from inkloop.settings import Settings
@@ -49,37 +49,29 @@ class RouteParams(BaseModel):
     chunk_size: int = Field(100, ge=1, le=1000, description="Tasks imported into Label Studio per request.")
 
 
-@dataclass
-class RouteSummary:
+class RouteSummary(FlowSummary):
+    """What a route run did. `created_by_reason` counts new tasks by why they were routed."""
+
     project: str = ""
     ls_project_id: int | None = None
     candidates: int = 0
-    created: Counter[str] = field(default_factory=Counter)
+    created_by_reason: dict[str, int] = Field(default_factory=dict)
     recovered: int = 0  # queued by a run that died; found already in Label Studio
     resent: int = 0  # queued by a run that died before Label Studio had them
     near_duplicates: int = 0
-    over_budget: Counter[str] = field(default_factory=Counter)
+    over_budget: dict[str, int] = Field(default_factory=dict)
     not_needed: int = 0
     budget_left: int = 0
-    seconds: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        created = sum(self.created.values())
-        return {
-            "project": self.project,
-            "ls_project_id": self.ls_project_id,
-            "candidates": self.candidates,
-            "created": created,
-            "created_by_reason": dict(self.created),
-            "recovered": self.recovered,
-            "resent": self.resent,
-            "near_duplicates": self.near_duplicates,
-            "over_budget": dict(self.over_budget),
-            "not_needed": self.not_needed,
-            "budget_left": self.budget_left,
-            "seconds": round(self.seconds, 2),
-            "tasks_per_s": round(created / self.seconds, 1) if self.seconds and created else None,
-        }
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def created(self) -> int:
+        return sum(self.created_by_reason.values())
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tasks_per_s(self) -> float | None:
+        return round(self.created / self.seconds, 1) if self.seconds and self.created else None
 
 
 # --- plain functions --------------------------------------------------------------------------------------------
@@ -263,22 +255,8 @@ def _send(
     return send(context, client, ls_project_id=ls_project_id, tasks=tasks)
 
 
-def _markdown(summary: RouteSummary) -> str:
-    data = summary.as_dict()
-    lines = [
-        f"# Route into Label Studio project {summary.project!r}",
-        "",
-        "| created | audit | flagged | low confidence | recovered | near-duplicates | over budget | budget left |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {data['created']} | {summary.created['audit']} | {summary.created['flagged']} "
-        f"| {summary.created['low_confidence']} | {summary.recovered} | {summary.near_duplicates} "
-        f"| {sum(summary.over_budget.values())} | {summary.budget_left} |",
-    ]
-    return "\n".join(lines)
-
-
 @flow(name="route", validate_parameters=True)
-def route(params: RouteParams | None = None) -> dict[str, Any]:
+def route(params: RouteParams | None = None) -> RouteSummary:
     """Send today's most useful images to annotators, each pre-filled with the model's transcription."""
     params = params or RouteParams()
     logger = get_run_logger()
@@ -294,10 +272,10 @@ def route(params: RouteParams | None = None) -> dict[str, Any]:
         if leftovers:
             logger.info("%d tasks were queued by an earlier run that stopped; sending them first", len(leftovers))
         chosen = _choose(context, project, params)
-        summary.created.update(d.reason.value for d in chosen.plan.chosen)
+        summary.created_by_reason = dict(Counter(d.reason.value for d in chosen.plan.chosen))
         summary.candidates = chosen.plan.candidates
         summary.near_duplicates = chosen.plan.near_duplicates
-        summary.over_budget = chosen.plan.over_budget
+        summary.over_budget = dict(chosen.plan.over_budget)
         summary.not_needed = chosen.plan.not_needed
         summary.budget_left = chosen.budget_left
         tasks = _queued(context, project)
@@ -308,7 +286,7 @@ def route(params: RouteParams | None = None) -> dict[str, Any]:
             imported, already = _send(context, client, ls_project_id, chunk)
             summary.recovered += already
             summary.resent += len([t for t in chunk if t.uid in leftovers]) - already
-    summary.seconds = time.perf_counter() - started
-    logger.info("routed %s", summary.as_dict())
-    create_markdown_artifact(key="route-summary", markdown=_markdown(summary), description="route counts")
-    return summary.as_dict()
+    summary.seconds = round(time.perf_counter() - started, 2)
+    logger.info("routed %s", summary.model_dump_json())
+    publish(summary, key="route-summary", title=f"Route into Label Studio project {summary.project!r}")
+    return summary

@@ -1,22 +1,23 @@
 """Running the flows by name: from the command line (`inkloop flow run`) and as scheduled Prefect deployments
 (`inkloop flow serve`).
 
-Without PREFECT_API_URL, Prefect runs flows against a local API it starts itself, with its files under
-`$INKLOOP_HOME/prefect` (the embedded default); with it, runs and deployments go to that Prefect server.
+Which Prefect API the runs go to (PREFECT_API_URL, the local server of `inkloop prefect up`, or a temporary
+local API) is chosen by flows/prefect_server.py before prefect is imported.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from inkloop.errors import InkloopError
-from inkloop.settings import Settings
+
+if TYPE_CHECKING:  # flows.common imports prefect, which must wait until prefect_server.use_prefect has run
+    from flows.common import FlowSummary
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,6 @@ FLOWS: dict[str, FlowSpec] = {
     "route": FlowSpec("flows.route", "route", "RouteParams", timedelta(minutes=15), "send images to annotators"),
     "sync": FlowSpec("flows.sync", "sync", "SyncParams", timedelta(minutes=5), "bring annotations back"),
 }
-
-
-def use_local_prefect(settings: Settings) -> None:
-    """Keep Prefect's files (its local API's database) under INKLOOP_HOME unless the user chose otherwise.
-    Must run before prefect is imported: it reads its settings then."""
-    if "PREFECT_HOME" not in os.environ:
-        (settings.home / "prefect").mkdir(parents=True, exist_ok=True)
-        os.environ["PREFECT_HOME"] = str(settings.home / "prefect")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
 def _spec(name: str) -> FlowSpec:
@@ -77,9 +68,14 @@ def parse_params(name: str, pairs: list[str]) -> BaseModel:
         raise InkloopError(f"invalid parameters for flow {name}: {problems} (parameters: {known})") from None
 
 
-def run(name: str, params: BaseModel) -> dict[str, Any]:
+def run(name: str, params: BaseModel) -> FlowSummary:
+    from flows.common import FlowSummary
+
     flow, _ = load(name)
-    return flow(params)
+    summary = flow(params)
+    if not isinstance(summary, FlowSummary):
+        raise InkloopError(f"flow {name} returned {type(summary).__name__}, not its summary")
+    return summary
 
 
 def deployments(every: dict[str, timedelta] | None = None) -> list[Any]:

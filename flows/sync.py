@@ -14,21 +14,20 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 from sqlalchemy.orm import Session
 
 from annotation.client import LabelStudioClient
 from annotation.labeling import ParsedAnnotation, parse_annotation
 from db import repo
-from db.models import Annotation, AnnotationTask, TaskState
-from flows.common import IO_TASK, FlowContext, flow_context
+from db.models import Annotation, AnnotationTask
+from flows.common import IO_TASK, FlowContext, FlowSummary, flow_context, publish
 from flows.route import label_studio
+from inkloop.domain import TaskState
 from inkloop.text import cer
 
 WATERMARK = "sync"
@@ -46,8 +45,9 @@ class SyncParams(BaseModel):
     page_size: int = Field(100, ge=1, le=1000, description="Tasks committed together.")
 
 
-@dataclass
-class SyncSummary:
+class SyncSummary(FlowSummary):
+    """What a sync run did."""
+
     tasks_seen: int = 0
     unknown_tasks: int = 0  # made in Label Studio by hand, not by the route flow
     new_annotations: int = 0
@@ -56,22 +56,12 @@ class SyncSummary:
     completed: int = 0
     skipped: int = 0
     needs_review: int = 0
-    seconds: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def annotations_per_s(self) -> float | None:
         stored = self.new_annotations + self.new_revisions
-        return {
-            "tasks_seen": self.tasks_seen,
-            "unknown_tasks": self.unknown_tasks,
-            "new_annotations": self.new_annotations,
-            "new_revisions": self.new_revisions,
-            "unchanged": self.unchanged,
-            "completed": self.completed,
-            "skipped": self.skipped,
-            "needs_review": self.needs_review,
-            "seconds": round(self.seconds, 2),
-            "annotations_per_s": round(stored / self.seconds, 1) if self.seconds and stored else None,
-        }
+        return round(stored / self.seconds, 1) if self.seconds and stored else None
 
 
 # --- plain functions --------------------------------------------------------------------------------------------
@@ -189,7 +179,7 @@ def sync_project(
             store_page(session, ls_project_id, page, summary, params)
         # The next poll starts from when this one began (minus the overlap): nothing updated meanwhile is missed.
         repo.set_watermark(
-            session=session, name=WATERMARK, position=int(started.timestamp()), details=summary.as_dict()
+            session=session, name=WATERMARK, position=int(started.timestamp()), details=summary.model_dump(mode="json")
         )
     return summary
 
@@ -214,7 +204,7 @@ def _find_project(client: LabelStudioClient, title: str) -> int | None:
 
 
 @flow(name="sync", validate_parameters=True)
-def sync(params: SyncParams | None = None) -> dict[str, Any]:
+def sync(params: SyncParams | None = None) -> SyncSummary:
     """Store finished and edited annotations from Label Studio as revisions; mark disagreements for review."""
     params = params or SyncParams()
     logger = get_run_logger()
@@ -226,18 +216,7 @@ def sync(params: SyncParams | None = None) -> dict[str, Any]:
             summary = SyncSummary()
         else:
             summary = _sync(context, client, ls_project_id, params)
-    summary.seconds = time.perf_counter() - started
-    data = summary.as_dict()
-    logger.info("synced %s", data)
-    create_markdown_artifact(
-        key="sync-summary",
-        markdown="# Sync\n\n| "
-        + " | ".join(data)
-        + " |\n|"
-        + "---|" * len(data)
-        + "\n| "
-        + " | ".join(str(v) for v in data.values())
-        + " |",
-        description="sync counts",
-    )
-    return data
+    summary.seconds = round(time.perf_counter() - started, 2)
+    logger.info("synced %s", summary.model_dump_json())
+    publish(summary, key="sync-summary", title="Sync")
+    return summary

@@ -51,7 +51,9 @@ def blank_page(seed: int, *, dark: bool = False, noise: float = 6.0, jpeg: bool 
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     gradient = rng.uniform(-25, 25) * (xx / w - 0.5) + rng.uniform(-25, 25) * (yy / h - 0.5)
     coarse = np.asarray(
-        Image.fromarray(rng.normal(0, 6, (h // 40 + 1, w // 40 + 1)).astype(np.float32)).resize((w, h), Image.BICUBIC)
+        Image.fromarray(rng.normal(0, 6, (h // 40 + 1, w // 40 + 1)).astype(np.float32)).resize(
+            (w, h), Image.Resampling.BICUBIC
+        )
     )
     page = np.clip(tone + gradient + coarse + rng.normal(0, noise, (h, w)), 0, 255).astype(np.uint8)
     buffer = io.BytesIO()

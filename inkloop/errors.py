@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for one-line errors. A database driver's error wrapped by
+    SQLAlchemy says what went wrong in its first line (`exc.orig`); the rest is SQL and a link."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class InkloopError(Exception):
     """Base class: the CLI prints these as one line and exits non-zero."""
 

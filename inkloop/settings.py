@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         max_length=128,
         description="Title of the Label Studio project the route flow fills (created when missing).",
     )
+    prefect_port: int = Field(
+        4200,
+        ge=1,
+        le=65535,
+        description="Port of the local Prefect server (`inkloop prefect up`) on 127.0.0.1, its UI and API.",
+    )
     confidence_threshold: float = Field(
         0.8, ge=0.0, le=1.0, description="Predictions below this confidence are routed to annotators."
     )
@@ -124,18 +130,22 @@ class Settings(BaseSettings):
     @field_validator("database_url", mode="after")
     @classmethod
     def _database_url(cls, value: str, info: ValidationInfo) -> str:
+        if value.strip():
+            return _normalize_database_url(value.strip())
         home = info.data.get("home")
-        if not value.strip() and home is None:
+        if home is None:
             raise ValueError("no default without a valid INKLOOP_HOME")
-        return _normalize_database_url(value.strip() or f"sqlite:///{home / 'inkloop.db'}")
+        return _normalize_database_url(f"sqlite:///{home / 'inkloop.db'}")
 
     @field_validator("store_url", mode="after")
     @classmethod
     def _store_url(cls, value: str, info: ValidationInfo) -> str:
+        if value.strip():
+            return _normalize_store_url(value.strip())
         home = info.data.get("home")
-        if not value.strip() and home is None:
+        if home is None:
             raise ValueError("no default without a valid INKLOOP_HOME")
-        return _normalize_store_url(value.strip() or str(home / "store"))
+        return _normalize_store_url(str(home / "store"))
 
     @property
     def is_sqlite(self) -> bool:
@@ -159,8 +169,10 @@ class Settings(BaseSettings):
 def _normalize_database_url(url: str) -> str:
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ValueError(f"not a SQLAlchemy URL ({exc})") from None
+    except ArgumentError:
+        raise ValueError(
+            "not a database URL; write sqlite:///path/to/file.db or postgresql+psycopg://user@host/db"
+        ) from None
     backend = parsed.get_backend_name()
     if backend == "postgres":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -181,7 +193,7 @@ def _normalize_store_url(url: str) -> str:
     if protocol == "file":
         return str(Path(url[len("file://") :]).expanduser().resolve())
     if protocol not in fsspec.available_protocols():
-        raise ValueError(f"protocol {protocol!r} is not one fsspec knows")
+        raise ValueError(f"store protocol {protocol!r} is unknown; use a folder or a URL such as s3://bucket/prefix")
     return url.rstrip("/")
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from inkloop.errors import CorruptObjectError, InvalidKeyError, ObjectNotFoundError, StoreError
+from inkloop.files import write_bytes_atomic
 
 _KEY = re.compile(r"[0-9a-f]{64}")
 # Object stores make a single PUT visible all at once, so a temporary name would only add a copy.
@@ -47,7 +46,11 @@ class ImageStore:
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/") if "://" in url else str(Path(url))
         try:
-            self.fs, root = fsspec.core.url_to_fs(self.url)
+            # No listings cache: s3fs keeps one per filesystem instance (shared by every ImageStore on this URL in the
+            # process), and after keys() it would hide objects other processes write or delete: exists() would say
+            # no to an object the server just logged, and put() would skip re-uploading bytes another deleted.
+            options = {"use_listings_cache": False} if "://" in self.url else {}
+            self.fs, root = fsspec.core.url_to_fs(self.url, **options)
         except ImportError as exc:
             raise StoreError(f"store {url} needs a filesystem package that is not installed: {exc}") from None
         self._root = root.rstrip("/")
@@ -72,7 +75,7 @@ class ImageStore:
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.path_of(key)))
 
-    def put(self, data: bytes) -> str:
+    def put(self, data: bytes | bytearray | memoryview) -> str:
         """Store `data` and return its key. Storing bytes already present writes nothing."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise StoreError(f"put() takes bytes, not {type(data).__name__}")
@@ -83,7 +86,15 @@ class ImageStore:
             return key
         if self._local:
             self._put_local(path, data)
-        elif self._atomic_put:
+            return key
+        try:
+            self._put_remote(path, data)
+        except OSError as exc:  # a missing bucket, a refused write: say which store
+            raise StoreError(f"cannot write to store {self.url}: {exc}") from exc
+        return key
+
+    def _put_remote(self, path: str, data: bytes) -> None:
+        if self._atomic_put:
             self.fs.pipe_file(path, data)
         else:
             tmp = f"{self._root}/tmp/{uuid.uuid4().hex}"
@@ -95,25 +106,11 @@ class ImageStore:
             finally:
                 if self.fs.exists(tmp):
                     self.fs.rm_file(tmp)
-        return key
 
     def _put_local(self, path: str, data: bytes) -> None:
-        final = Path(path)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir = Path(self._root, "tmp")
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        # Same filesystem as the target, so os.replace is an atomic rename: readers see all bytes or none.
-        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=final.name[:16] + ".")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, final)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        _fsync_dir(final.parent)
+        # Temporaries under <root>/tmp share the objects' filesystem, so the rename is atomic; durable, because
+        # the request log answers 200 only once the image would survive a power cut.
+        write_bytes_atomic(Path(path), data, durable=True, tmp_dir=Path(self._root, "tmp"))
 
     def get(self, key: str) -> bytes:
         """The bytes stored under `key`, after checking they still hash to it."""
@@ -157,18 +154,6 @@ class ImageStore:
                 self.get(key)
             except CorruptObjectError:
                 corrupt.append(key)
+            except ObjectNotFoundError:  # deleted since it was listed
+                checked -= 1
         return checked, corrupt
-
-
-def _fsync_dir(path: Path) -> None:
-    """Persist a rename: the directory entry must reach the disk too."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inkloop.card import CalibrationCurve, ConfidenceQuality
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -18,12 +20,12 @@ class Calibration:
     def __call__(self, raw: float | np.ndarray) -> np.ndarray:
         return np.clip(np.interp(raw, self.knots_x, self.knots_y), 0.0, 1.0)
 
-    def as_dict(self) -> dict[str, list[float]]:
-        return {"knots_x": list(self.knots_x), "knots_y": list(self.knots_y)}
+    def as_card(self) -> CalibrationCurve:
+        return CalibrationCurve(knots_x=list(self.knots_x), knots_y=list(self.knots_y))
 
     @classmethod
-    def from_dict(cls, data: dict[str, list[float]]) -> Calibration:
-        return cls(tuple(data["knots_x"]), tuple(data["knots_y"]))
+    def from_card(cls, curve: CalibrationCurve) -> Calibration:
+        return cls(tuple(curve.knots_x), tuple(curve.knots_y))
 
 
 def _isotonic(y: np.ndarray) -> np.ndarray:
@@ -77,14 +79,14 @@ def cer_coverage_auc(confidence: np.ndarray, cer: np.ndarray) -> float:
     return float(np.mean(np.cumsum(kept) / np.arange(1, len(kept) + 1))) if len(kept) else 0.0
 
 
-def confidence_report(raw: np.ndarray, cer: np.ndarray, calibration: Calibration) -> dict[str, float]:
+def confidence_report(raw: np.ndarray, cer: np.ndarray, calibration: Calibration) -> ConfidenceQuality:
     calibrated = calibration(raw)
     cer = np.asarray(cer, dtype=np.float64)
-    return {
-        "ece": round(expected_calibration_error(calibrated, cer), 4),
-        "ece_raw": round(expected_calibration_error(np.asarray(raw), cer), 4),
-        "cer_coverage_auc": round(cer_coverage_auc(np.asarray(raw), cer), 4),  # raw: same order, no ties
-        "cer_coverage_auc_oracle": round(cer_coverage_auc(-cer, cer), 4),
-        "cer_coverage_auc_random": round(float(cer.mean()) if len(cer) else 0.0, 4),
-        "pages": len(cer),
-    }
+    return ConfidenceQuality(
+        ece=round(expected_calibration_error(calibrated, cer), 4),
+        ece_raw=round(expected_calibration_error(np.asarray(raw), cer), 4),
+        cer_coverage_auc=round(cer_coverage_auc(np.asarray(raw), cer), 4),  # raw: same order, no ties
+        cer_coverage_auc_oracle=round(cer_coverage_auc(-cer, cer), 4),
+        cer_coverage_auc_random=round(float(cer.mean()) if len(cer) else 0.0, 4),
+        pages=len(cer),
+    )

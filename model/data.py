@@ -4,7 +4,8 @@ from the database through the same interface: anything that yields (image path, 
 
 A page trains only when the segmenter finds as many lines as its text has; the share of pages that agree is
 logged (it is the segmenter's accuracy on that data). Segmenting is the slow part of loading, so the line crops
-of each folder are cached under INKLOOP_HOME, keyed by the labels, the segmenter's version and the line height.
+of each folder are cached in a folder the caller names (the CLI: INKLOOP_HOME/cache/lines), keyed by the labels,
+the segmenter's version and the line height.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from scipy import ndimage
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from inkloop.errors import InkloopError
+from inkloop.files import atomic_write
 from inkloop.labels import read_labels
-from inkloop.settings import load_settings
 from inkloop.text import OutOfCharset, log_dropped
 from model.charset import Charset
 from model.config import AugmentConfig, TrainConfig
@@ -60,17 +61,19 @@ def _page_lines(args: tuple[Path, str, int, int]) -> tuple[int, int, list[LineIt
     return len(lines), len(texts), crops
 
 
-def _cache_path(items: Sequence[tuple[Path, str]], height: int, max_width: int) -> Path:
+def _cache_path(cache_dir: Path, items: Sequence[tuple[Path, str]], height: int, max_width: int) -> Path:
     digest = hashlib.sha256(f"{SEGMENTER_VERSION}/{height}/{max_width}".encode())
     for path, text in items:
         digest.update(f"{path.resolve()}\0{path.stat().st_mtime_ns}\0{text}\0".encode())
-    return load_settings().home / "cache" / "lines" / f"{digest.hexdigest()[:24]}.pkl"
+    return cache_dir / f"{digest.hexdigest()[:24]}.pkl"
 
 
-def load_lines(items: Sequence[tuple[Path, str]], height: int, max_width: int, workers: int = 0) -> list[LineItem]:
-    """Line crops and texts of every page whose segmentation agrees with its text."""
-    cache = _cache_path(items, height, max_width)
-    if cache.is_file():
+def load_lines(
+    items: Sequence[tuple[Path, str]], height: int, max_width: int, workers: int = 0, cache_dir: Path | None = None
+) -> list[LineItem]:
+    """Line crops and texts of every page whose segmentation agrees with its text (cached in `cache_dir`)."""
+    cache = _cache_path(cache_dir, items, height, max_width) if cache_dir is not None else None
+    if cache is not None and cache.is_file():
         with open(cache, "rb") as f:
             return pickle.load(f)
     jobs = [(path, text, height, max_width) for path, text in items]
@@ -89,11 +92,9 @@ def load_lines(items: Sequence[tuple[Path, str]], height: int, max_width: int, w
             100 * agreed / max(len(results), 1),
         )
     lines = [item for _, _, crops in results for item in crops]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(lines, f, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(cache)
+    if cache is not None:
+        with atomic_write(cache) as tmp, open(tmp, "wb") as f:
+            pickle.dump(lines, f, protocol=pickle.HIGHEST_PROTOCOL)
     return lines
 
 
@@ -143,7 +144,7 @@ def augment(line: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, max_
     padded = np.pad(line, ((max(-top, 0), max(-bottom, 0)), (0, 0)))
     rows = padded[max(top, 0) : padded.shape[0] - max(bottom, 0)]
     new_width = int(min(max(width * rng.uniform(*cfg.stretch) * height / max(rows.shape[0], 1), 8), max_width))
-    ink = np.asarray(Image.fromarray(rows).resize((new_width, height), Image.BILINEAR), dtype=np.float32)
+    ink = np.asarray(Image.fromarray(rows).resize((new_width, height), Image.Resampling.BILINEAR), dtype=np.float32)
     if rng.random() < cfg.blur:
         ink = ndimage.gaussian_filter(ink, float(rng.uniform(0.3, 0.9)))
     ink = ink * float(rng.uniform(*cfg.contrast))
@@ -198,11 +199,16 @@ def _held_for_validation(path: Path, fraction: float) -> bool:
 
 class FolderDataModule(pl.LightningDataModule):
     def __init__(
-        self, train_dirs: Sequence[Path], val_dirs: Sequence[Path], charset: Charset, config: TrainConfig
+        self,
+        train_dirs: Sequence[Path],
+        val_dirs: Sequence[Path],
+        charset: Charset,
+        config: TrainConfig,
+        cache_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.train_dirs, self.val_dirs = [Path(d) for d in train_dirs], [Path(d) for d in val_dirs]
-        self.charset, self.config = charset, config
+        self.charset, self.config, self.cache_dir = charset, config, cache_dir
         self.val_pages: list[tuple[Path, str]] = []
 
     def texts(self) -> list[str]:
@@ -228,8 +234,10 @@ class FolderDataModule(pl.LightningDataModule):
             val_items = train_items[:8]
         self.val_pages = val_items
         height, width = self.config.line_height, self.config.max_line_width
-        self.train_set = LineDataset(load_lines(train_items, height, width), self.charset, self.config, train=True)
-        self.val_set = LineDataset(load_lines(val_items, height, width), self.charset, self.config, train=False)
+        train_lines = load_lines(train_items, height, width, cache_dir=self.cache_dir)
+        val_lines = load_lines(val_items, height, width, cache_dir=self.cache_dir)
+        self.train_set = LineDataset(train_lines, self.charset, self.config, train=True)
+        self.val_set = LineDataset(val_lines, self.charset, self.config, train=False)
         if not len(self.train_set):
             raise TrainingDataError(
                 "no training lines: on no page did the segmenter find as many lines as the text has "

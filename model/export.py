@@ -4,16 +4,17 @@ size and calibration can never be separated from the weights they belong to."""
 from __future__ import annotations
 
 import copy
-import json
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from inkloop import __version__
+from inkloop.card import CardError, ModelCard
+from inkloop.files import atomic_write
 from model.nets.lines import LineNet
 
 CARD = "card.json"
@@ -53,42 +54,42 @@ def code_version() -> str:
         return __version__
 
 
-def export(net: LineNet, card: dict[str, Any], path: Path) -> Path:
+def export(net: LineNet, card: ModelCard, path: Path) -> Path:
     """Compile `net` (in eval mode, on CPU) with TorchScript and write it with `card` to `path`; returns `path`.
     Scripted, not traced: line widths and batch sizes vary from call to call."""
     module = copy.deepcopy(net).cpu().eval()
-    traced = torch.jit.script(_Probabilities(module))
-    card = {
-        **card,
-        "format": "torchscript",
-        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "code_version": card.get("code_version") or code_version(),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.jit.save(traced, str(tmp), _extra_files={CARD: json.dumps(card, indent=2)})
-    tmp.replace(path)
+    scripted = torch.jit.script(_Probabilities(module))
+    card = card.model_copy(
+        update={
+            "format": "torchscript",
+            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "code_version": card.code_version or code_version(),
+        }
+    )
+    _save(scripted, card, path)
     return path
 
 
-def read_card(path: Path) -> dict[str, Any]:
-    files = {CARD: ""}
-    torch.jit.load(str(path), map_location="cpu", _extra_files=files)
-    return json.loads(files[CARD])
+def _save(module: torch.jit.ScriptModule, card: ModelCard, path: Path) -> None:
+    with atomic_write(path) as tmp:
+        torch.jit.save(module, str(tmp), _extra_files={CARD: card.to_json()})
 
 
-def update_card(path: Path, updates: dict[str, Any]) -> dict[str, Any]:
-    """Merge `updates` into the card of the artifact at `path` (top-level keys; `metrics` is merged one level
-    deeper) and rewrite the file atomically. Returns the new card."""
+def load_artifact(path: Path) -> tuple[torch.jit.ScriptModule, ModelCard]:
     files = {CARD: ""}
     module = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
-    card = json.loads(files[CARD])
-    for key, value in updates.items():
-        if key == "metrics" and isinstance(value, dict):
-            card.setdefault("metrics", {}).update(value)
-        else:
-            card[key] = value
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.jit.save(module, str(tmp), _extra_files={CARD: json.dumps(card, indent=2)})
-    tmp.replace(path)
+    if not files[CARD]:
+        raise CardError(f"{path} is a TorchScript file without a model card; export it with inkloop")
+    return module, ModelCard.parse(files[CARD], source=str(path))
+
+
+def read_card(path: Path) -> ModelCard:
+    return load_artifact(path)[1]
+
+
+def update_card(path: Path, change: Callable[[ModelCard], ModelCard]) -> ModelCard:
+    """Rewrite the card of the artifact at `path` as `change(card)`, atomically. Returns the new card."""
+    module, card = load_artifact(path)
+    card = ModelCard.parse(change(card).model_dump(), source=f"the new card of {path}")  # validate the change
+    _save(module, card, path)
     return card

@@ -47,7 +47,7 @@ def fit(
     h, w = ink.shape
     factor = min(height / h, width / w) * scale
     new_h, new_w = max(int(round(h * factor)), 1), max(int(round(w * factor)), 1)
-    resized = np.asarray(Image.fromarray(ink).resize((new_w, new_h), Image.BILINEAR), dtype=np.float32)
+    resized = np.asarray(Image.fromarray(ink).resize((new_w, new_h), Image.Resampling.BILINEAR), dtype=np.float32)
     canvas = np.zeros((height, width), dtype=np.float32)
     top = int((height - new_h) * offset[0])
     left = int((width - new_w) * offset[1])
@@ -60,7 +60,7 @@ def line_input(crop: np.ndarray, height: int, max_width: int) -> np.ndarray:
     `max_width`), as float32 (height, width)."""
     h, w = crop.shape
     width = int(min(max(round(w * height / max(h, 1)), 8), max_width))
-    resized = Image.fromarray(crop.astype(np.float32)).resize((width, height), Image.BILINEAR)
+    resized = Image.fromarray(crop.astype(np.float32)).resize((width, height), Image.Resampling.BILINEAR)
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
 
 

@@ -4,15 +4,14 @@ and per line."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from inkloop.card import CardError, ModelCard
 from inkloop.errors import InkloopError
 from model.charset import Charset
 from model.confidence import Calibration
@@ -39,13 +38,13 @@ class Prediction:
 
 
 class Recognizer:
-    def __init__(self, module: torch.jit.ScriptModule, card: dict[str, Any], path: Path) -> None:
+    def __init__(self, module: torch.jit.ScriptModule, card: ModelCard, path: Path) -> None:
         self.module, self.card, self.path = module, card, path
-        self.charset = Charset(card["charset"])
-        self.line_height = int(card["input"]["line_height"])
-        self.max_line_width = int(card["input"]["max_line_width"])
-        self.calibration = Calibration.from_dict(card["calibration"]) if card.get("calibration") else Calibration()
-        self.version: str = card["version"]
+        self.charset = Charset(card.charset)
+        self.line_height = card.input.line_height
+        self.max_line_width = card.input.max_line_width
+        self.calibration = Calibration.from_card(card.calibration) if card.calibration else Calibration()
+        self.version: str = card.version
         self.device = "cpu"
 
     @classmethod
@@ -57,13 +56,15 @@ class Recognizer:
         files = {CARD: ""}
         try:
             module = torch.jit.load(str(path), map_location=device, _extra_files=files)
-            card = json.loads(files[CARD])
-        except (RuntimeError, ValueError, json.JSONDecodeError) as exc:
+        except (RuntimeError, ValueError) as exc:
             detail = str(exc).splitlines()[0].split(". ")[0]
             raise ModelLoadError(f"{path} is not an inkloop model artifact: {detail}") from None
-        missing = [key for key in ("charset", "input", "version") if key not in card]
-        if missing:
-            raise ModelLoadError(f"{path} has a model card without {', '.join(missing)}")
+        if not files[CARD]:
+            raise ModelLoadError(f"{path} is a TorchScript file without a model card; export it with inkloop")
+        try:
+            card = ModelCard.parse(files[CARD], source=str(path))
+        except CardError as exc:
+            raise ModelLoadError(str(exc)) from None
         module.eval()
         # Freezing folds batch norm into the convolutions and inlines the weights: about 2x faster at batch 1 on
         # CPU. The file itself stays unfrozen, so warm starts can read its weights.
@@ -127,6 +128,9 @@ def open_image(path: Path) -> Image.Image:
     except FileNotFoundError:
         raise ImageInputError(f"{path}: no such file") from None
     except UnidentifiedImageError:
-        raise ImageInputError(f"{path}: not an image file PIL can read") from None
+        raise ImageInputError(
+            f"{path}: not an image file inkloop can read (it reads PNG, JPEG, WEBP, TIFF, BMP and GIF); "
+            "check that the file is a picture, or convert it"
+        ) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageInputError(f"{path}: unreadable image ({exc})") from None

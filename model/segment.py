@@ -61,13 +61,13 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     factor = max(h, w) / 256
     small = np.asarray(
         Image.fromarray(gray.astype(np.float32)).resize(
-            (max(int(w / factor), 1), max(int(h / factor), 1)), Image.BILINEAR
+            (max(int(w / factor), 1), max(int(h / factor), 1)), Image.Resampling.BILINEAR
         ),
         dtype=np.float32,
     )
     # The paper is the bright envelope: a maximum filter removes strokes, a blur makes it smooth.
     paper_small = ndimage.gaussian_filter(ndimage.maximum_filter(small, size=9), 4)
-    paper = np.asarray(Image.fromarray(paper_small).resize((w, h), Image.BILINEAR), dtype=np.float32)
+    paper = np.asarray(Image.fromarray(paper_small).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
     darkness = np.clip(paper - gray, 0, None)
     contrast = max(float(np.percentile(darkness, 99.5)), 40.0)
     ink = np.clip(darkness / contrast, 0.0, 1.0)
@@ -94,8 +94,8 @@ def _deskew_angle(mask: np.ndarray) -> float:
         profile = _rotate(small, angle).sum(axis=1)
         return float(np.square(np.diff(profile)).sum())
 
-    coarse = max(np.arange(-6.0, 6.01, 1.0), key=sharpness)
-    return float(max(np.arange(coarse - 0.75, coarse + 0.76, 0.25), key=sharpness))
+    coarse = max(np.arange(-6.0, 6.01, 1.0).tolist(), key=sharpness)
+    return float(max(np.arange(coarse - 0.75, coarse + 0.76, 0.25).tolist(), key=sharpness))
 
 
 def _open_line(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
@@ -184,7 +184,9 @@ def segment(gray: np.ndarray) -> list[Line]:
     if w > WORK_WIDTH:
         factor = WORK_WIDTH / w
         gray = np.asarray(
-            Image.fromarray(gray.astype(np.float32)).resize((WORK_WIDTH, max(int(h * factor), 1)), Image.BILINEAR),
+            Image.fromarray(gray.astype(np.float32)).resize(
+                (WORK_WIDTH, max(int(h * factor), 1)), Image.Resampling.BILINEAR
+            ),
             dtype=np.float32,
         )
     ink = ink_map(gray)

@@ -3,13 +3,11 @@ confidence calibration on validation pages, export of the artifact with its mode
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -17,13 +15,14 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from pytorch_lightning.loggers import CSVLogger
 
+from inkloop.card import InputSpec, Metrics, ModelCard, Parent, TrainingData, TrainingRun
 from inkloop.errors import InkloopError
 from inkloop.text import cer
 from model.charset import Charset
 from model.confidence import confidence_report, fit
 from model.config import TrainConfig
 from model.data import FolderDataModule
-from model.export import export
+from model.export import export, load_artifact
 from model.lit import LitRecognizer, seed_everything, transfer_weights
 from model.nets.lines import LineNet, LineNetConfig
 from model.recognizer import Recognizer
@@ -39,22 +38,20 @@ class TrainingError(InkloopError):
 @dataclass
 class TrainResult:
     artifact: Path
-    card: dict[str, Any]
+    card: ModelCard
 
 
-def _warm_start(
-    init: Path, data: FolderDataModule, config: TrainConfig, grow: bool
-) -> tuple[Charset, LineNet, dict[str, Any]]:
+def _warm_start(init: Path, data: FolderDataModule, config: TrainConfig, grow: bool) -> tuple[Charset, LineNet, Parent]:
     """The charset and network of an existing artifact (and its card's lineage entry); the charset grows by the
     data's new characters if asked."""
-    files = {"card.json": ""}
-    scripted = torch.jit.load(str(init), map_location="cpu", _extra_files=files)
-    card = json.loads(files["card.json"])
-    old = Charset(card["charset"])
-    if card["input"].get("line_height") != config.line_height:
+    scripted, card = load_artifact(init)
+    old = Charset(card.charset)
+    if card.input.line_height != config.line_height:
         # The network is fully convolutional up to a max over rows, so other heights run; they just read worse.
-        log.warning("warm start from %s-row to %d-row lines", card["input"].get("line_height"), config.line_height)
-    net_config = LineNetConfig.model_validate(card["config"]["net"])
+        log.warning("warm start from %s-row to %d-row lines", card.input.line_height, config.line_height)
+    if card.config is None or "net" not in card.config:
+        raise TrainingError(f"{init} has no training config in its model card, so its network is unknown")
+    net_config = LineNetConfig.model_validate(card.config["net"])
     if net_config != config.net:
         raise TrainingError(f"{init} has network {net_config}, the config asks for {config.net}")
     charset, added = old.grow(data.texts()) if grow else (old, [])
@@ -64,17 +61,17 @@ def _warm_start(
     source.load_state_dict(scripted.net.state_dict())
     target = LineNet(len(charset), net_config)
     transfer_weights(source, target, len(old))
-    return charset, target, {"version": card["version"], "artifact": str(init)}
+    return charset, target, Parent(version=card.version, artifact=str(init))
 
 
-def _input_card(config: TrainConfig) -> dict[str, Any]:
-    return {
-        "line_height": config.line_height,
-        "max_line_width": config.max_line_width,
-        "channels": 1,
-        "ink": "1 = ink",
-        "segmenter": SEGMENTER_VERSION,
-    }
+def _input_card(config: TrainConfig) -> InputSpec:
+    return InputSpec(
+        line_height=config.line_height,
+        max_line_width=config.max_line_width,
+        channels=1,
+        ink="1 = ink",
+        segmenter=SEGMENTER_VERSION,
+    )
 
 
 def train(
@@ -87,10 +84,13 @@ def train(
     grow_charset: bool = False,
     resume: bool = False,
     version: str | None = None,
+    cache_dir: Path | None = None,
 ) -> TrainResult:
+    """Train (or, with `init`, fine-tune) and export OUT/model.pt. `cache_dir` keeps segmented line crops
+    between runs on the same folders."""
     seed_everything(config.seed)
     started = time.monotonic()
-    data = FolderDataModule(train_dirs, val_dirs, Charset.default(), config)
+    data = FolderDataModule(train_dirs, val_dirs, Charset.default(), config, cache_dir=cache_dir)
     charset = Charset.default()
     lit = None
     parent = None
@@ -115,7 +115,7 @@ def train(
     trainer = pl.Trainer(
         accelerator="gpu" if cuda else "cpu",
         devices=1,
-        precision=precision,  # type: ignore[arg-type]
+        precision=precision,
         max_steps=config.max_steps,
         val_check_interval=config.val_every_steps,
         check_val_every_n_epoch=None,
@@ -141,43 +141,45 @@ def train(
     line_errors = np.array([cer(p, t) for _, p, t in best.val_outputs])
     # Confidence is calibrated where it is used: on whole validation pages, read as served (segmentation
     # included), so a page the segmenter gets wrong counts with the CER it really has.
-    card = {"version": "calibrating", "charset": charset.characters, "input": _input_card(config)}
+    card = ModelCard(version="calibrating", charset=charset.characters, input=_input_card(config))
     recognizer = Recognizer.load(export(best.net, card, out / "model.pt"))
     pages = recognizer.predict_paths([path for path, _ in data.val_pages])
     raw = np.array([p.raw_confidence for p in pages])
     errors = np.array([cer(p.text, text) for p, (_, text) in zip(pages, data.val_pages, strict=True)])
     calibration = fit(raw, errors)
-    report = confidence_report(raw, errors, calibration)
     elapsed = time.monotonic() - started
-    card = {
-        "version": version or f"model-{time.strftime('%Y%m%d-%H%M%S')}",
-        "charset": charset.characters,
-        "input": _input_card(config),
-        "parent": parent,
-        "training_data": {
-            "train": [str(d) for d in train_dirs],
-            "val": [str(d) for d in val_dirs],
-            "train_lines": len(data.train_set),
-            "val_pages": len(data.val_pages),
+    card = ModelCard(
+        version=version or f"model-{time.strftime('%Y%m%d-%H%M%S')}",
+        charset=charset.characters,
+        input=_input_card(config),
+        parent=parent,
+        training_data=TrainingData(
+            train=[str(d) for d in train_dirs],
+            val=[str(d) for d in val_dirs],
+            train_lines=len(data.train_set),
+            val_pages=len(data.val_pages),
+        ),
+        metrics={
+            "val": Metrics(
+                cer=round(float(errors.mean()) if len(errors) else 0.0, 4),
+                pages=int(len(errors)),
+                confidence=confidence_report(raw, errors, calibration),
+            ),
+            "val_lines": Metrics(cer=round(float(line_errors.mean()), 4), lines=int(len(line_errors))),
         },
-        "metrics": {
-            "val": {"cer": round(float(errors.mean()) if len(errors) else 0.0, 4), "pages": int(len(errors))},
-            "val_lines": {"cer": round(float(line_errors.mean()), 4), "lines": int(len(line_errors))},
-            "confidence": report,
-        },
-        "calibration": calibration.as_dict(),
-        "config": config.model_dump(mode="json"),
-        "training": {
-            "steps": int(trainer.global_step),
-            "wall_s": round(elapsed, 1),  # this invocation: data loading, training, calibration, export
-            "fit_s": round(fit_seconds, 1),  # training itself, all resumed parts together
-            "device": "cuda" if cuda else "cpu",
-            "gpu": torch.cuda.get_device_name(0) if cuda else None,
-            "precision": precision,
-            "best_checkpoint": Path(best_path).name,
-        },
-        "parameters": sum(p.numel() for p in best.net.parameters()),
-    }
+        calibration=calibration.as_card(),
+        config=config.model_dump(mode="json"),
+        training=TrainingRun(
+            steps=int(trainer.global_step),
+            wall_s=round(elapsed, 1),
+            fit_s=round(fit_seconds, 1),
+            device="cuda" if cuda else "cpu",
+            gpu=torch.cuda.get_device_name(0) if cuda else None,
+            precision=str(precision),
+            best_checkpoint=Path(best_path).name,
+        ),
+        parameters=sum(p.numel() for p in best.net.parameters()),
+    )
     artifact = export(best.net, card, out / "model.pt")
-    (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out / "card.json").write_text(card.to_json() + "\n")
     return TrainResult(artifact=artifact, card=card)

@@ -1,7 +1,7 @@
 """Per-image features for the ingest flow: what an image is (format, size, mode), how it looks (brightness,
 contrast, ink, blur, polarity) and a perceptual hash for near-duplicates.
 
-The Great Expectations suite (monitoring/quality.py) judges images by these numbers and the drift report
+The Great Expectations suite (monitoring/validation) judges images by these numbers and the drift report
 compares their distributions, so they must be cheap (every logged image gets them) and must never raise: an
 image that cannot be decoded is itself a finding (`decodable=False` with the reason), not a crash of the flow.
 
@@ -18,11 +18,13 @@ import dataclasses
 import io
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy import fft, ndimage
+
+from inkloop.images import sniff
 
 Polarity = Literal["dark_on_light", "light_on_dark"]
 
@@ -48,7 +50,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 # RULE_LOOSENESS times the margin), where a faint rule is whole rather than in noisy fragments, as marks that
 # run straight for RULE_SEGMENT pixels, span RULE_FRACTION of the page and are at most RULE_THICKNESS thick.
 # The values were tuned on synthetic pages against blank ones; the measured ink ratios are in
-# monitoring/quality.py (INK_RATIO_MIN).
+# monitoring/validation/suite.py (INK_RATIO_MIN).
 INK_SMOOTH = 1.0
 INK_STROKE = 9
 INK_MIN_DARKNESS = 12.0
@@ -76,6 +78,16 @@ _UPRIGHT: dict[int, Image.Transpose] = {
 _HIGH_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 
 
+class _HeaderFields(TypedDict):
+    """What the image header gives: the ImageFeatures fields that are known before any pixel is decoded."""
+
+    byte_size: int
+    format: str | None
+    width: int
+    height: int
+    mode: str
+
+
 @dataclass(frozen=True)
 class ImageFeatures:
     """Features of one image. When `decodable` is False, `error` says why and only what the header gave (if
@@ -96,7 +108,7 @@ class ImageFeatures:
     polarity: Polarity | None = None
     phash: str | None = None  # 64-bit DCT perceptual hash, 16 lowercase hex characters
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
@@ -110,14 +122,14 @@ def compute_features(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
         # silencing them takes the process-wide warnings filter, and the flow computes features in threads.)
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        sniffed = _sniff_format(data)
-        if sniffed is None:
+        header = sniff(data)
+        if header is None:
             return ImageFeatures(byte_size=size, decodable=False, error="not an image any decoder recognises")
         return ImageFeatures(
             byte_size=size,
             decodable=False,
-            format=sniffed,
-            error=f"the file starts like a {sniffed} but its header is damaged",
+            format=header.format,
+            error=f"the file starts like a {header.format} but its header is damaged",
         )
     except Image.DecompressionBombError as exc:
         return ImageFeatures(byte_size=size, decodable=False, error=f"too many pixels ({exc})")
@@ -129,19 +141,19 @@ def compute_features(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
     orientation = _orientation(image)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    header = {"byte_size": size, "format": fmt, "width": width, "height": height, "mode": image.mode}
+    fields: _HeaderFields = {"byte_size": size, "format": fmt, "width": width, "height": height, "mode": image.mode}
     if width < 1 or height < 1:
-        return ImageFeatures(decodable=False, error=f"the image is {width}x{height} pixels", **header)
+        return ImageFeatures(decodable=False, error=f"the image is {width}x{height} pixels", **fields)
     if width * height > max_pixels:
         return ImageFeatures(
             decodable=False,
             error=f"{width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,}; not decoded",
-            **header,
+            **fields,
         )
     try:
         gray = _work_gray(image)
     except Exception as exc:  # as above: a damaged image is a finding
-        return ImageFeatures(decodable=False, error=f"pixels cannot be decoded ({_describe(exc)})", **header)
+        return ImageFeatures(decodable=False, error=f"pixels cannot be decoded ({_describe(exc)})", **fields)
     finally:
         image.close()
     if orientation in _UPRIGHT:
@@ -157,26 +169,8 @@ def compute_features(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
         blur=round(_laplacian_variance(gray), 3),
         polarity=polarity,
         phash=phash(gray),
-        **header,
+        **fields,
     )
-
-
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-)
-
-
-def _sniff_format(data: bytes) -> str | None:
-    """The format a file's first bytes announce, for files PIL refuses outright."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    return next((fmt for magic, fmt in _MAGIC if data.startswith(magic)), None)
 
 
 def _describe(exc: BaseException) -> str:
@@ -245,7 +239,7 @@ def _block_mean(pixels: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _resize(gray: np.ndarray, width: int, height: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(gray).resize((width, height), Image.BILINEAR), dtype=np.float32)
+    return np.asarray(Image.fromarray(gray).resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def ink_share(gray: np.ndarray, polarity: Polarity) -> float:

@@ -15,9 +15,9 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import repo
-from inkloop.registry import materialize
 from inkloop.store import ImageStore
 from model.recognizer import Recognizer
+from model.registry import materialize
 
 log = logging.getLogger(__name__)
 

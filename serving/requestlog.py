@@ -17,11 +17,9 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import repo
-from db.models import Request
 from db.session import session_scope
 from inkloop.errors import InkloopError
 from inkloop.store import ImageStore, sha256_hex
@@ -86,8 +84,8 @@ class RequestLog:
     def _forget(self, key: str) -> None:
         try:
             with self.sessions() as session:
-                named = session.scalar(select(Request.id).where(Request.image_sha256 == key).limit(1))
-            if named is None:
+                named = repo.image_is_logged(session=session, image_sha256=key)
+            if not named:
                 self.store.delete(key)
         except Exception:  # the database is down: leave the image; no row names it, so no flow ever reads it
             log.warning("could not remove image %s of an unrecorded request", key, exc_info=True)

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from inkloop.errors import InkloopError
+from inkloop.images import FORMATS, sniff
 
-# Formats a phone, a scanner or a browser produces. MPO (a JPEG with a preview image behind it, as some phones
-# write) is read as its first image; every other format must hold exactly one frame.
-FORMATS = {"PNG", "JPEG", "MPO", "WEBP", "TIFF", "BMP", "GIF"}
+# Accepted formats are the kernel's FORMATS. MPO (a JPEG with a preview image behind it, as some phones write) is
+# read as its first image; every other format must hold exactly one frame.
 # Modes the recognizer reads (model/preprocess.py); others (LAB, HSV, YCbCr in a TIFF...) are refused.
 MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "I;16", "I;16L", "I;16B", "I", "F"}
 
@@ -56,15 +56,18 @@ def check_upload(data: bytes, limits: Limits) -> Upload:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        sniffed = _sniff(data)
-        if sniffed is None:
+        header = sniff(data)
+        if header is None:
             raise RejectedUpload(
                 "not_an_image", "the upload is not an image file (PNG, JPEG, WEBP, TIFF...)", 415
             ) from None
-        fmt, width, height = sniffed
-        if width == 0 or height == 0:
-            raise RejectedUpload("zero_size", f"the {fmt} is {width}x{height} pixels: it has no pixels") from None
-        raise RejectedUpload("unreadable_image", f"the file starts like a {fmt} but its header is damaged") from None
+        if header.width == 0 or header.height == 0:
+            raise RejectedUpload(
+                "zero_size", f"the {header.format} is {header.width}x{header.height} pixels: it has no pixels"
+            ) from None
+        raise RejectedUpload(
+            "unreadable_image", f"the file starts like a {header.format} but its header is damaged"
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise RejectedUpload("too_many_pixels", f"the image has over {limits.max_pixels:,} pixels", 413) from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -95,28 +98,3 @@ def check_upload(data: bytes, limits: Limits) -> Upload:
         code = "truncated_image" if "truncated" in detail or "broken" in detail else "unreadable_image"
         raise RejectedUpload(code, f"the image data is damaged or cut short ({detail})") from None
     return Upload(data=data, image=image, format=fmt, width=width, height=height)
-
-
-def _sniff(data: bytes) -> tuple[str, int, int] | None:
-    """Format and size from the header of a file PIL refused (it refuses zero-size images outright)."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
-        return "PNG", int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
-        return "GIF", int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
-    if data.startswith(b"BM") and len(data) >= 26:
-        return (
-            "BMP",
-            int.from_bytes(data[18:22], "little", signed=True),
-            int.from_bytes(data[22:26], "little", signed=True),
-        )
-    if data.startswith(b"\xff\xd8"):
-        for marker in (b"\xff\xc0", b"\xff\xc1", b"\xff\xc2"):
-            at = data.find(marker)
-            if at != -1 and len(data) >= at + 9:
-                return (
-                    "JPEG",
-                    int.from_bytes(data[at + 7 : at + 9], "big"),
-                    int.from_bytes(data[at + 5 : at + 7], "big"),
-                )
-        return "JPEG", -1, -1
-    return None

@@ -70,7 +70,7 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell: int) -
     """Noise in [-1, 1] that varies over about `cell` pixels."""
     h, w = shape
     small = rng.uniform(-1, 1, size=(max(h // cell, 1) + 2, max(w // cell, 1) + 2)).astype(np.float32)
-    return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC), dtype=np.float32).clip(-1, 1)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32).clip(-1, 1)
 
 
 def compose(
@@ -113,14 +113,14 @@ def compose(
     fill = tuple(int(v) for v in tone(style.paper)) if color else int(tone(style.paper)[0])
 
     if style.rotation:
-        image = image.rotate(style.rotation, resample=Image.BILINEAR, expand=True, fillcolor=fill)
+        image = image.rotate(style.rotation, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=fill)
     if style.perspective:
         image = _perspective(image, style.perspective, rng, fill)
     if style.lighting:
         image = _lighting(image, style.lighting, rng)
     if style.downscale < 1.0:
         small = (max(int(image.width * style.downscale), 8), max(int(image.height * style.downscale), 8))
-        image = image.resize(small, Image.BILINEAR).resize(image.size, Image.BILINEAR)
+        image = image.resize(small, Image.Resampling.BILINEAR).resize(image.size, Image.Resampling.BILINEAR)
     if style.blur:
         image = image.filter(ImageFilter.GaussianBlur(style.blur))
     if style.noise:
@@ -147,7 +147,9 @@ def _perspective(
         rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
         rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
     coefficients = np.linalg.solve(np.array(rows), source.reshape(8))
-    return image.transform((w, h), Image.PERSPECTIVE, tuple(coefficients), Image.BILINEAR, fillcolor=fill)
+    return image.transform(
+        (w, h), Image.Transform.PERSPECTIVE, tuple(coefficients), Image.Resampling.BILINEAR, fillcolor=fill
+    )
 
 
 def _lighting(image: Image.Image, strength: float, rng: np.random.Generator) -> Image.Image:
@@ -158,7 +160,9 @@ def _lighting(image: Image.Image, strength: float, rng: np.random.Generator) -> 
     ys, xs = np.mgrid[0:gh, 0:gw].astype(np.float32)
     ramp = (xs / gw - 0.5) * np.cos(angle) + (ys / gh - 0.5) * np.sin(angle)
     gain = 1.0 - strength * (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
-    gain = np.asarray(Image.fromarray(gain.astype(np.float32)).resize((w, h), Image.BILINEAR), dtype=np.float32)
+    gain = np.asarray(
+        Image.fromarray(gain.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32
+    )
     pixels = np.asarray(image, dtype=np.float32)
     pixels = pixels * (gain[..., None] if pixels.ndim == 3 else gain)
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8), image.mode)

@@ -88,12 +88,13 @@ def _glyph(font: Font, char: str, size: int, stroke: int, angle: float) -> tuple
     """The glyph's ink, where its top-left lies relative to the pen (x, baseline), and the pen's advance."""
     face = truetype(font.path, max(size, 6))
     ascent = face.getmetrics()[0]
-    left, top, right, bottom = face.getbbox(char, stroke_width=stroke)  # relative to the ascender line
+    # Relative to the ascender line; whole pixels for a whole stroke width (PIL types it float for fractional ones).
+    left, top, right, bottom = (int(edge) for edge in face.getbbox(char, stroke_width=stroke))
     w, h = max(right - left, 1) + 2, max(bottom - top, 1) + 2
     canvas = Image.new("L", (w, h), 0)
     ImageDraw.Draw(canvas).text((1 - left, 1 - top), char, font=face, fill=255, stroke_width=stroke, stroke_fill=255)
     if abs(angle) > 0.2:
-        canvas = canvas.rotate(angle, resample=Image.BILINEAR, expand=True)  # grows evenly around the centre
+        canvas = canvas.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True)  # grows evenly around the centre
     dx = left - 1 - (canvas.width - w) // 2
     dy = top - 1 - ascent - (canvas.height - h) // 2
     return np.asarray(canvas), dx, dy, face.getlength(char)
@@ -151,6 +152,9 @@ def _shear(mask: np.ndarray, slant: float) -> np.ndarray:
     # the slant is negative so that x_out >= 0; inverted: x_in = x_out + slant * y - slant * h - shift.
     shift = extra if slant < 0 else 0
     sheared = image.transform(
-        (w + extra, h), Image.AFFINE, (1, slant, -slant * h - shift, 0, 1, 0), resample=Image.BILINEAR
+        (w + extra, h),
+        Image.Transform.AFFINE,
+        (1, slant, -slant * h - shift, 0, 1, 0),
+        resample=Image.Resampling.BILINEAR,
     )
     return np.asarray(sheared)

@@ -40,7 +40,9 @@ def stitch(lines: Sequence[LineCrop], rng: np.random.Generator) -> tuple[Image.I
         h, w = pixels.shape
         scale = line_height * float(rng.uniform(0.9, 1.1)) / max(h, 1)
         size = (max(int(w * scale), 1), max(int(h * scale), 1))
-        resized = np.asarray(Image.fromarray(pixels.astype(np.uint8)).resize(size, Image.BILINEAR), np.float32)
+        resized = np.asarray(
+            Image.fromarray(pixels.astype(np.uint8)).resize(size, Image.Resampling.BILINEAR), np.float32
+        )
         crops.append(resized - np.median(resized))  # paper at 0, ink negative
     paper = float(rng.uniform(200, 250))
     gap = line_height * float(rng.uniform(0.05, 0.5))

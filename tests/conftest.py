@@ -1,118 +1,28 @@
-"""Shared fixtures: an isolated INKLOOP_HOME per test, real databases (SQLite and PostgreSQL), and a real Label
-Studio (`label_studio`, tests/labelstudio_fixture.py).
-
-PostgreSQL comes from TEST_POSTGRES_URL (default: the server CI runs at 127.0.0.1:5432, database `test`). Every
-test that uses it gets a database of its own, created for it and dropped afterwards, so runs never collide.
-An unreachable server FAILS those tests. To run without one on purpose, set TEST_POSTGRES_URL=skip: the tests
-then say they were skipped and why (CI never sets it).
-"""
+"""The suite's fixtures live in tests/support and are registered here. Markers are derived from what a test
+uses, so `-m` selects by the services a test needs: `labelstudio` (the session's real Label Studio), `postgres`
+(the PostgreSQL server), plus `browser` and `slow`, which test modules set themselves."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
-from tests.labelstudio_fixture import label_studio  # noqa: F401  (the session's real Label Studio)
+pytest_plugins = [
+    "tests.support.home",
+    "tests.support.databases",
+    "tests.support.labelstudio",
+    "tests.support.servers",
+    "tests.support.prefect",
+    "tests.support.loop",
+    "tests.support.pages",
+    "tests.support.s3",
+]
 
-DEFAULT_TEST_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture(autouse=True)
-def inkloop_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test starts with no INKLOOP_* variables but a private INKLOOP_HOME."""
-    for name in list(os.environ):
-        if name.upper().startswith("INKLOOP_"):
-            monkeypatch.delenv(name)
-    home = tmp_path / "home"
-    monkeypatch.setenv("INKLOOP_HOME", str(home))
-    return home
+_MARK_BY_FIXTURE = {"label_studio": "labelstudio", "postgres_server_url": "postgres", "postgres_url": "postgres"}
 
 
-@pytest.fixture(scope="session")
-def postgres_server_url() -> str:
-    url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
-    if url == "skip":
-        pytest.skip("TEST_POSTGRES_URL=skip: PostgreSQL tests deliberately not run")
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("select 1"))
-    except OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is required and unreachable at {make_url(url).render_as_string(hide_password=True)}: "
-            f"{str(exc.orig).strip().splitlines()[0]} (set TEST_POSTGRES_URL, or TEST_POSTGRES_URL=skip)"
-        )
-    finally:
-        engine.dispose()
-    return url
-
-
-def create_postgres_database(server_url: str) -> str:
-    """A new, empty database on the test server; its URL. Drop it with drop_postgres_database."""
-    name = f"inkloop_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_postgres_database(server_url: str, url: str) -> None:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
-@pytest.fixture
-def postgres_url(postgres_server_url: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for this test; dropped afterwards."""
-    url = create_postgres_database(postgres_server_url)
-    try:
-        yield url
-    finally:
-        drop_postgres_database(postgres_server_url, url)
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'test.db'}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest) -> str:
-    """An empty database: each test using this runs once on SQLite and once on PostgreSQL."""
-    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-
-
-@pytest.fixture
-def migrated_url(database_url: str) -> str:
-    from db.migrate import upgrade
-
-    upgrade(database_url)
-    return database_url
-
-
-@pytest.fixture
-def session(migrated_url: str) -> Iterator[Session]:
-    from db.session import make_engine, session_factory
-
-    engine = make_engine(migrated_url)
-    db_session = session_factory(engine)()
-    try:
-        yield db_session
-    finally:
-        db_session.close()
-        engine.dispose()
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, mark in _MARK_BY_FIXTURE.items():
+            if fixture in used:
+                item.add_marker(mark)

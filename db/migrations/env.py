@@ -6,8 +6,11 @@ unset, and then INKLOOP_DATABASE_URL (or its embedded default) is used.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal, TypedDict
+
 from alembic import context
-from sqlalchemy import text
+from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 
 from db.models import Base, UTCDateTime
@@ -22,14 +25,23 @@ def _url() -> str:
     return config.get_main_option("sqlalchemy.url") or load_settings().database_url
 
 
-def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+def _render_item(type_: str, obj: object, autogen_context: object) -> str | Literal[False]:
     # Migrations must not import db.models (it changes later); write inkloop's column types as plain SQLAlchemy.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
     return False
 
 
-def _options(url: str) -> dict[str, object]:
+class _Options(TypedDict):
+    """The `context.configure` options that offline and online runs share."""
+
+    target_metadata: MetaData
+    render_as_batch: bool
+    compare_type: bool
+    render_item: Callable[[str, object, object], str | Literal[False]]
+
+
+def _options(url: str) -> _Options:
     return {
         "target_metadata": target_metadata,
         # SQLite cannot ALTER most things; batch mode rebuilds the table instead.

@@ -58,6 +58,8 @@ def _sinusoid(length: int, dim: int) -> torch.Tensor:
 
 
 class ReferenceTransformer(nn.Module):
+    positions: torch.Tensor  # a buffer (register_buffer), which nn.Module's attribute typing cannot see
+
     def __init__(
         self, num_classes: int, dim: int = 256, layers: int = 4, heads: int = 4, ff: int = 1024, max_length: int = 700
     ) -> None:

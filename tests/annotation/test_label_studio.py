@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from annotation.annotator import SimulatedAnnotator, create_account
 from annotation.client import SAMPLING, LabelStudioClient
 from annotation.labeling import (
     annotation_result,
@@ -25,7 +26,8 @@ from annotation.labeling import (
 )
 from inkloop.errors import LabelStudioAuthError, LabelStudioError, LabelStudioUnavailableError, TransientError
 from inkloop.store import ImageStore
-from tests.labelstudio_fixture import LabelStudioHandle, free_port
+from tests.support.labelstudio import LabelStudioHandle
+from tests.support.ports import free_port
 
 LINES = [{"text": "dear Sam,", "box": (4.0, 8.0, 60.0, 10.0)}, {"text": "see you soon", "box": (4.0, 22.0, 70.0, 10.0)}]
 
@@ -94,14 +96,15 @@ def test_queue_is_least_confident_first_and_shows_only_current_predictions(
     assert set(ids) == {"sure", "unsure", "middling", "old-model"}
 
     seen = []
-    while (task := client.next_task(project)) is not None:
+    annotator = SimulatedAnnotator(client)
+    while (task := annotator.next_task(project)) is not None:
         uid = task["data"]["inkloop_uid"]
         seen.append((uid, [(p["model_version"], p["score"]) for p in task["predictions"]]))
         if uid == "middling":
             # the annotator sees the model's transcription pre-filled
             paragraph = next(r for r in task["predictions"][0]["result"] if r["from_name"] == "paragraph")
             assert paragraph["value"]["text"] == ["dear Sam,\nsee you soon"]
-        client.create_annotation(task["id"], result=annotation_result(paragraph="ok"))
+        annotator.submit(task["id"], result=annotation_result(paragraph="ok"))
     # least confident first among m1 predictions; the m0 task comes last, its prediction hidden from the annotator
     assert seen == [
         ("unsure", [("m1", 0.2)]),
@@ -114,9 +117,10 @@ def test_queue_is_least_confident_first_and_shows_only_current_predictions(
 
 def test_prediction_shows_once_the_project_has_its_model_version(client: LabelStudioClient, project: int) -> None:
     client.import_tasks(project, [payload("a", score=0.3, model_version="m2")], show_predictions=False)
-    assert client.next_task(project)["predictions"] == []  # type: ignore[index]
+    annotator = SimulatedAnnotator(client)
+    assert annotator.next_task(project)["predictions"] == []  # type: ignore[index]
     client.set_model_version(project, "m2")
-    (prediction,) = client.next_task(project)["predictions"]  # type: ignore[index]
+    (prediction,) = annotator.next_task(project)["predictions"]  # type: ignore[index]
     assert (prediction["model_version"], prediction["score"]) == ("m2", 0.3)
 
 
@@ -134,10 +138,11 @@ def test_annotate_skip_edit_and_read_back(
     ids = client.import_tasks(
         project, [payload("kept", score=0.3), payload("skipped", score=0.4), payload("open", score=0.5)]
     )
-    kept = client.create_annotation(
+    annotator = SimulatedAnnotator(client)
+    kept = annotator.submit(
         ids["kept"], result=annotation_result(paragraph="", lines=LINES, unreadable=False), lead_time=8.5
     )
-    client.create_annotation(ids["skipped"], result=[], was_cancelled=True)
+    annotator.skip(ids["skipped"])
 
     tasks = {t["data"]["inkloop_uid"]: t for t in client.annotated_tasks(project, page_size=1)}
     assert set(tasks) == {"kept", "skipped"}  # a skip counts; an untouched task does not
@@ -154,9 +159,7 @@ def test_annotate_skip_edit_and_read_back(
 
     # an edit changes updated_at, and only the edited task is "updated after" the first read
     before_edit = max(datetime.fromisoformat(t["updated_at"]) for t in tasks.values())
-    client.update_annotation(
-        kept["id"], result=annotation_result(paragraph="Dear Sam,\nsee you soon!", unreadable=True)
-    )
+    annotator.edit(kept["id"], result=annotation_result(paragraph="Dear Sam,\nsee you soon!", unreadable=True))
     changed = list(client.annotated_tasks(project, updated_after=before_edit))
     assert [t["data"]["inkloop_uid"] for t in changed] == ["kept"]
     edited = parse_annotation(changed[0]["annotations"][0], changed[0])
@@ -173,17 +176,18 @@ def test_a_second_annotator_is_recorded_as_another_user(
     client: LabelStudioClient, project: int, label_studio: LabelStudioHandle
 ) -> None:
     email = f"second-{uuid.uuid4().hex[:6]}@inkloop.local"
-    token = client.create_annotator(email, password="second-annotator-pw")
-    assert client.create_annotator(email, password="second-annotator-pw") == token  # repeatable: logs in
+    token = create_account(client, email, password="second-annotator-pw")
+    assert create_account(client, email, password="second-annotator-pw") == token  # repeatable: logs in
     ids = client.import_tasks(project, [payload("shared", score=0.3), payload("unreadable", score=0.1)])
-    client.create_annotation(ids["shared"], result=annotation_result(paragraph="dear Sam, see you soon"))
-    client.create_annotation(ids["unreadable"], result=[], was_cancelled=True)
-    with client.as_user(token) as second:
-        assert second.whoami()["email"] == email
+    first = SimulatedAnnotator(client)
+    first.submit(ids["shared"], result=annotation_result(paragraph="dear Sam, see you soon"))
+    first.skip(ids["unreadable"])
+    with SimulatedAnnotator(client.as_user(token)) as second:
+        assert second.client.whoami()["email"] == email
         # the queue gives them neither the answered task nor the skipped one (a skip goes to no one else) ...
         assert second.next_task(project) is None
         # ... but an audit may still ask them to transcribe a task again, differently
-        second.create_annotation(ids["shared"], result=annotation_result(paragraph="dear Sam, see you later"))
+        second.submit(ids["shared"], result=annotation_result(paragraph="dear Sam, see you later"))
     shared = next(t for t in client.annotated_tasks(project) if t["id"] == ids["shared"])
     answers = {parse_annotation(a, shared).annotator: parse_annotation(a, shared).text for a in shared["annotations"]}
     assert answers == {label_studio.username: "dear Sam, see you soon", email: "dear Sam, see you later"}

@@ -227,7 +227,7 @@ def test_unknown_tags_are_ignored() -> None:
         (_annotation([], updated_at="yesterday"), TASK, "updated_at is not an ISO 8601 timestamp: 'yesterday'"),
         (_annotation([], completed_by=None), TASK, "completed_by must be a user id or a user, not None"),
         (_annotation([], id="7"), TASK, "annotation id must be an integer, not '7'"),
-        (_annotation({"x": 1}), TASK, "result must be a list"),
+        ({**_annotation([]), "result": {"x": 1}}, TASK, "result must be a list"),
         (_annotation([{"from_name": "paragraph"}]), TASK, "result item 0 must be an object with a value"),
         (_annotation([{"from_name": "line", "value": {"x": 1}}]), TASK, r"result item 0 \(line\): a line box needs"),
         (_annotation([{"from_name": "paragraph", "value": {"text": [3]}}]), TASK, "text must be a list of strings"),

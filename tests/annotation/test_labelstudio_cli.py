@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.labelstudio_fixture import LabelStudioHandle, copy_database, free_port
+from tests.support.labelstudio import LabelStudioHandle, copy_database
+from tests.support.ports import free_port
 
 
 def inkloop(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

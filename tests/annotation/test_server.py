@@ -10,7 +10,7 @@ import pytest
 from annotation import server
 from inkloop.errors import LabelStudioError
 from inkloop.settings import LOCAL_LABEL_STUDIO_TOKEN, load_settings
-from tests.labelstudio_fixture import free_port
+from tests.support.ports import free_port
 
 
 def test_defaults_live_under_home(inkloop_home: Path) -> None:
@@ -86,6 +86,7 @@ def test_is_installed_needs_the_stamp_of_these_constraints(tmp_path: Path) -> No
     assert server.is_installed(venv)
 
 
+@pytest.mark.slow
 def test_a_failed_install_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # offline: the pinned version cannot be found, so pip fails fast
     constraints = tmp_path / "constraints.txt"

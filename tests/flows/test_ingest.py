@@ -10,10 +10,10 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from db import repo
-from db.models import ImageStatus
 from flows.ingest import WATERMARK, IngestParams, ingest
 from flows.traffic import blank_page
-from tests.flows.conftest import Loop
+from inkloop.domain import ImageStatus
+from tests.support.loop import Loop
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
@@ -26,7 +26,9 @@ def _watermark(loop: Loop) -> int:
 async def _artifact(key: str) -> str:
     async with get_client() as client:
         artifact = await client.read_latest_artifacts()
-        return next(a.data for a in artifact if a.key == key)
+        data = next(a.data for a in artifact if a.key == key)
+        assert isinstance(data, str), f"artifact {key} holds {type(data).__name__}, not markdown"
+        return data
 
 
 def test_logged_requests_are_validated_and_bad_images_quarantined(loop: Loop) -> None:
@@ -44,21 +46,23 @@ def test_logged_requests_are_validated_and_bad_images_quarantined(loop: Loop) ->
 
     summary = ingest(IngestParams(batch_size=2))
 
-    assert summary["requests"] == 5
-    assert summary["new_images"] == 4  # the page sent twice is one image
-    assert summary["valid"] == 2 and summary["quarantined"] == 2
+    assert summary.requests == 5
+    assert summary.new_images == 4  # the page sent twice is one image
+    assert summary.valid == 2 and summary.quarantined == 2
     images = loop.images()
     assert set(images) == set(keys)
     assert images[keys[0]].status is ImageStatus.valid and images[keys[1]].status is ImageStatus.valid
-    assert images[keys[2]].status is ImageStatus.quarantined
-    assert images[keys[2]].quarantine_reasons[0] == "image_corrupt"
-    assert images[keys[4]].status is ImageStatus.quarantined
-    assert "blank" in images[keys[4]].quarantine_reasons
+    corrupt, blank = images[keys[2]], images[keys[4]]
+    assert corrupt.status is ImageStatus.quarantined
+    assert corrupt.quarantine_reasons is not None and corrupt.quarantine_reasons[0] == "image_corrupt"
+    assert blank.status is ImageStatus.quarantined
+    assert blank.quarantine_reasons is not None and "blank" in blank.quarantine_reasons
     good = images[keys[0]]
     assert good.width and good.height and good.phash and len(good.phash) == 16
-    assert {"ink_ratio", "contrast", "blur", "polarity"} <= set(good.features)
+    assert good.features is not None and {"ink_ratio", "contrast", "blur", "polarity"} <= set(good.features)
     assert _watermark(loop) == max(r.id for r in server.rows())
-    docs = Path(summary["data_docs"])
+    assert summary.data_docs is not None
+    docs = Path(summary.data_docs)
     assert docs.is_file() and docs.is_relative_to(loop.home / "reports")
     # The counts are published as a Prefect artifact.
     import asyncio
@@ -67,7 +71,7 @@ def test_logged_requests_are_validated_and_bad_images_quarantined(loop: Loop) ->
     assert "quarantined" in markdown and "image_corrupt" in markdown
 
     again = ingest(IngestParams(batch_size=2))
-    assert again["requests"] == 0 and again["new_images"] == 0
+    assert again.requests == 0 and again.new_images == 0
     assert loop.images().keys() == images.keys()
 
 
@@ -100,12 +104,12 @@ def test_a_crash_between_batches_loses_and_duplicates_nothing(loop: Loop, monkey
 
     monkeypatch.setattr(ingest_module.repo, "set_watermark", real)
     summary = ingest(IngestParams(batch_size=2))
-    assert summary["requests"] == total - 2
+    assert summary.requests == total - 2
     images = loop.images()
     assert len(images) == len(pages) + 1  # every distinct image once
     assert all(image.status is not ImageStatus.pending for image in images.values())
     assert _watermark(loop) == total
-    assert ingest(IngestParams())["requests"] == 0
+    assert ingest(IngestParams()).requests == 0
 
 
 def test_a_refused_batch_keeps_nothing_and_its_data_docs_say_why(loop: Loop, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,7 +119,7 @@ def test_a_refused_batch_keeps_nothing_and_its_data_docs_say_why(loop: Loop, mon
 
     # A bug upstream of the suite: the second batch's frame holds one image twice.
     import flows.ingest as ingest_module
-    from monitoring.quality import BatchRefusedError
+    from monitoring.validation import BatchRefusedError
 
     real = ingest_module.validation_frame
     calls = {"n": 0}
@@ -133,7 +137,7 @@ def test_a_refused_batch_keeps_nothing_and_its_data_docs_say_why(loop: Loop, mon
     assert index.count("refused") >= 1, "the refused run is listed in the Data Docs"
 
     monkeypatch.setattr(ingest_module, "validation_frame", real)
-    assert ingest(IngestParams(batch_size=2))["new_images"] == 2
+    assert ingest(IngestParams(batch_size=2)).new_images == 2
     assert len(loop.images()) == 4 and _watermark(loop) == 4
 
 
@@ -193,7 +197,7 @@ def test_a_database_outage_fails_the_run_after_its_retries_and_the_next_run_catc
     assert len(loop.images()) == 2 and _watermark(loop) == 2  # the first batch, whole; nothing of the second
 
     monkeypatch.setattr(ingest_module, "decide", real_decide)
-    assert ingest(IngestParams(batch_size=2))["new_images"] == 2
+    assert ingest(IngestParams(batch_size=2)).new_images == 2
     assert len(loop.images()) == 4 and _watermark(loop) == 4
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
 import flows.route as route_module
-from db.models import TaskReason, TaskState
 from flows.route import RouteParams, route
-from tests.flows.conftest import Loop, valid_image
+from inkloop.domain import TaskReason, TaskState
+from tests.support.loop import Loop, valid_image
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 PAGES = sorted(GOLDEN.glob("*.png"))
@@ -32,18 +33,20 @@ def test_uncertain_and_flagged_pages_reach_annotators_least_confident_first(loop
 
     summary = route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))
 
-    assert summary["created"] == 4
-    assert summary["created_by_reason"] == {"low_confidence": 3, "flagged": 1}
+    assert summary.created == 4
+    assert summary.created_by_reason == {"low_confidence": 3, "flagged": 1}
     tasks = loop.tasks()
     assert {t.image_sha256 for t in tasks} == {keys[0], keys[1], keys[3], flagged}
     assert all(t.state is TaskState.open and t.ls_task_id for t in tasks)
     assert {t.reason for t in tasks} == {TaskReason.low_confidence, TaskReason.flagged}
-    project_id = summary["ls_project_id"]
+    project_id = summary.ls_project_id
+    assert project_id is not None
     assert _ls_task_count(loop, project_id) == 4
 
-    with loop.label_studio.client() as client:
+    with loop.label_studio.annotator() as annotator:
+        client = annotator.client
         # The annotator's queue starts with the least confident page, pre-filled with the model's text.
-        first = client.next_task(project_id)
+        first = annotator.next_task(project_id)
         assert first is not None and first["data"]["image_sha256"] == keys[1]
         predictions = first["predictions"]
         assert len(predictions) == 1 and predictions[0]["model_version"] == "base-2"
@@ -54,7 +57,7 @@ def test_uncertain_and_flagged_pages_reach_annotators_least_confident_first(loop
         assert image == PAGES[1].read_bytes()
 
     again = route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))
-    assert again["created"] == 0
+    assert again.created == 0
     assert _ls_task_count(loop, project_id) == 4
 
 
@@ -73,17 +76,24 @@ def test_line_regions_come_from_the_logged_lines_else_from_the_segmenter(
     boxes = [(4.0, 10.5, 90.0, 30.0), (4.0, 55.0, 60.25, 30.0)]
     logged = valid_image(loop, PAGES[0].read_bytes(), confidence=0.1, text="first line\nsecond", line_boxes=boxes)
     unlogged = valid_image(loop, PAGES[1].read_bytes(), confidence=0.2, text="whole text")
-    segmented = []
+    segmented: list[str] = []
     real = route_module.page_lines
-    monkeypatch.setattr(route_module, "page_lines", lambda data, text: segmented.append(text) or real(data, text))
+
+    def recording_page_lines(data: bytes, text: str) -> list[dict[str, Any]]:
+        segmented.append(text)
+        return real(data, text)
+
+    monkeypatch.setattr(route_module, "page_lines", recording_page_lines)
 
     route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))
 
     assert segmented == ["whole text"], "only the request without logged lines is segmented again"
     tasks = {t.image_sha256: t for t in loop.tasks()}
+    logged_id, unlogged_id = tasks[logged].ls_task_id, tasks[unlogged].ls_task_id
+    assert logged_id is not None and unlogged_id is not None
     with loop.label_studio.client() as client:
-        assert _line_regions(client, tasks[logged].ls_task_id) == [("first line", boxes[0]), ("second", boxes[1])]
-        found = _line_regions(client, tasks[unlogged].ls_task_id)
+        assert _line_regions(client, logged_id) == [("first line", boxes[0]), ("second", boxes[1])]
+        found = _line_regions(client, unlogged_id)
     assert found, "the segmenter found the page's lines"
     assert all(0 <= x < 100 and 0 <= y < 100 and 0 < w <= 100 and 0 < h <= 100 for _, (x, y, w, h) in found)
 
@@ -98,13 +108,13 @@ def test_the_daily_budget_holds_across_runs_and_near_duplicates_go_once(loop: Lo
         valid_image(loop, p.read_bytes(), confidence=c)
 
     first = route(RouteParams(budget=2, threshold=0.8, audit_rate=0.0))
-    assert first["created"] == 2 and first["near_duplicates"] == 1
-    assert first["over_budget"] == {"low_confidence": 2}
+    assert first.created == 2 and first.near_duplicates == 1
+    assert first.over_budget == {"low_confidence": 2}
     assert original in {t.image_sha256 for t in loop.tasks()}
     second = route(RouteParams(budget=2, threshold=0.8, audit_rate=0.0))
-    assert second["created"] == 0 and second["budget_left"] == 0
+    assert second.created == 0 and second.budget_left == 0
     third = route(RouteParams(budget=4, threshold=0.8, audit_rate=0.0))
-    assert third["created"] == 2  # the two left over, not the near-duplicate
+    assert third.created == 2  # the two left over, not the near-duplicate
     assert len(loop.tasks()) == 4
 
 
@@ -127,9 +137,10 @@ def test_a_crash_between_label_studio_and_the_commit_never_makes_a_task_twice(
     for name, value in loop.env().items():
         monkeypatch.setenv(name, value)
     summary = route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))
-    assert summary["created"] == 0 and summary["recovered"] == 3
+    assert summary.created == 0 and summary.recovered == 3
     assert all(t.state is TaskState.open for t in loop.tasks())
-    assert _ls_task_count(loop, summary["ls_project_id"]) == 3
+    assert summary.ls_project_id is not None
+    assert _ls_task_count(loop, summary.ls_project_id) == 3
 
 
 def test_label_studio_down_fails_clearly_and_records_nothing(loop: Loop, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,4 +151,4 @@ def test_label_studio_down_fails_clearly_and_records_nothing(loop: Loop, monkeyp
         route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))
     assert loop.tasks() == []
     monkeypatch.setenv("INKLOOP_LABEL_STUDIO_URL", loop.label_studio.url)
-    assert route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))["created"] == 1
+    assert route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0)).created == 1

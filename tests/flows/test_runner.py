@@ -10,17 +10,21 @@ from pathlib import Path
 
 import pytest
 
+from flows.ingest import IngestParams
+from flows.route import RouteParams
 from flows.runner import FLOWS, deployments, parse_params
 from inkloop.errors import InkloopError
-from tests.flows.conftest import Loop
+from tests.support.loop import Loop
 
 INKLOOP = str(Path(sys.executable).with_name("inkloop"))
 
 
 def test_parameters_are_parsed_and_checked() -> None:
     params = parse_params("ingest", ["batch_size=200", "data-docs=false"])
+    assert isinstance(params, IngestParams)
     assert params.batch_size == 200 and params.data_docs is False
-    assert parse_params("route", ["budget=none"]).budget is None
+    route_params = parse_params("route", ["budget=none"])
+    assert isinstance(route_params, RouteParams) and route_params.budget is None
     with pytest.raises(InkloopError, match="batch_size"):
         parse_params("ingest", ["batch_size=-1"])
     with pytest.raises(InkloopError, match=r"batchsize.*parameters: batch_size"):
@@ -31,8 +35,10 @@ def test_parameters_are_parsed_and_checked() -> None:
         parse_params("retrain", [])
 
 
+@pytest.mark.slow
 def test_deployments_register_with_their_schedules(prefect_harness: None) -> None:
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.schedules import IntervalSchedule
 
     built = deployments()
     ids = [d.apply() for d in built]
@@ -43,6 +49,7 @@ def test_deployments_register_with_their_schedules(prefect_harness: None) -> Non
             for deployment_id in ids:
                 deployment = await client.read_deployment(deployment_id)
                 (schedule,) = deployment.schedules
+                assert isinstance(schedule.schedule, IntervalSchedule)
                 found[deployment.name] = schedule.schedule.interval.total_seconds()
             return found
 

@@ -8,11 +8,13 @@ import pytest
 from sqlalchemy import select
 
 import flows.sync as sync_module
+from annotation.annotator import SimulatedAnnotator
 from annotation.labeling import annotation_result
-from db.models import Annotation, TaskState
+from db.models import Annotation
 from flows.route import RouteParams, route
 from flows.sync import SyncParams, agreement, sync
-from tests.flows.conftest import Loop, valid_image
+from inkloop.domain import TaskState
+from tests.support.loop import Loop, valid_image
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 PAGES = sorted(GOLDEN.glob("*.png"))
@@ -31,24 +33,30 @@ def _routed(loop: Loop, count: int) -> tuple[int, dict[str, int]]:
     for page, confidence in zip(PAGES[:count], [0.1, 0.2, 0.3, 0.4], strict=False):
         valid_image(loop, page.read_bytes(), confidence=confidence)
     summary = route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))
-    assert summary["created"] == count
-    return summary["ls_project_id"], {t.image_sha256: t.ls_task_id for t in loop.tasks()}
+    assert summary.created == count
+    assert summary.ls_project_id is not None
+    ls_tasks: dict[str, int] = {}
+    for task in loop.tasks():
+        assert task.ls_task_id is not None, f"task {task.uid} is not in Label Studio"
+        ls_tasks[task.image_sha256] = task.ls_task_id
+    return summary.ls_project_id, ls_tasks
 
 
 def test_submitted_skipped_and_edited_annotations_arrive_as_revisions(loop: Loop) -> None:
     _, ls_tasks = _routed(loop, 2)
     first, second = sorted(ls_tasks.values())
-    with loop.label_studio.client() as annotator:
-        submitted = annotator.create_annotation(
+    with loop.label_studio.annotator() as annotator:
+        submitted = annotator.submit(
             first, result=annotation_result(paragraph="first line\nsecond line", lines=LINES), lead_time=12.5
         )
-        annotator.create_annotation(second, result=[], was_cancelled=True)
+        annotator.skip(second)
 
         summary = sync()
-        assert summary["new_annotations"] == 2 and summary["completed"] == 1 and summary["skipped"] == 1
+        assert summary.new_annotations == 2 and summary.completed == 1 and summary.skipped == 1
         stored = _annotations(loop)
         done = next(a for a in stored if not a.skipped)
         assert done.text == "first line\nsecond line" and done.revision == 1
+        assert done.lines is not None
         assert [line["text"] for line in done.lines] == ["first line", "second line"]
         assert done.lines[0]["box"] == [5.0, 10.0, 80.0, 12.0]
         assert done.lead_time_s == pytest.approx(12.5)
@@ -57,15 +65,13 @@ def test_submitted_skipped_and_edited_annotations_arrive_as_revisions(loop: Loop
         assert states == {first: TaskState.completed, second: TaskState.skipped}
 
         # Nothing changed: nothing stored.
-        assert sync(SyncParams(full=True))["new_annotations"] == 0
+        assert sync(SyncParams(full=True)).new_annotations == 0
         assert len(_annotations(loop)) == 2
 
         # The annotator corrects their answer: a second revision of the same annotation.
-        annotator.update_annotation(
-            submitted["id"], result=annotation_result(paragraph="first line\nsecond line!", lines=LINES)
-        )
+        annotator.edit(submitted["id"], result=annotation_result(paragraph="first line\nsecond line!", lines=LINES))
     summary = sync()
-    assert summary["new_revisions"] == 1
+    assert summary.new_revisions == 1
     revisions = [a for a in _annotations(loop) if a.ls_annotation_id == submitted["id"]]
     assert [(a.revision, a.text) for a in revisions] == [
         (1, "first line\nsecond line"),
@@ -76,13 +82,13 @@ def test_submitted_skipped_and_edited_annotations_arrive_as_revisions(loop: Loop
 def test_two_annotators_who_disagree_mark_the_task_for_review(loop: Loop) -> None:
     _, ls_tasks = _routed(loop, 1)
     (task_id,) = ls_tasks.values()
-    with loop.label_studio.client() as admin:
-        token = admin.create_annotator(f"second-{loop.project.split()[-1]}@inkloop.local", password="second-pass-123")
-        admin.create_annotation(task_id, result=annotation_result(paragraph="meet me at noon"))
-        with admin.as_user(token) as other:
-            other.create_annotation(task_id, result=annotation_result(paragraph="meat me at moon, or later"))
+    with loop.label_studio.annotator() as first:
+        email = f"second-{loop.project.split()[-1]}@inkloop.local"
+        first.submit(task_id, result=annotation_result(paragraph="meet me at noon"))
+        with SimulatedAnnotator.sign_up(first.client, email, password="second-pass-123") as other:
+            other.submit(task_id, result=annotation_result(paragraph="meat me at moon, or later"))
     summary = sync()
-    assert summary["new_annotations"] == 2 and summary["needs_review"] == 1
+    assert summary.new_annotations == 2 and summary.needs_review == 1
     (task,) = loop.tasks()
     assert task.state is TaskState.needs_review
     assert task.agreement_cer == pytest.approx(agreement(["meet me at noon", "meat me at moon, or later"]))
@@ -93,9 +99,9 @@ def test_a_crash_in_the_middle_of_a_sync_loses_and_duplicates_nothing(
     loop: Loop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, ls_tasks = _routed(loop, 3)
-    with loop.label_studio.client() as annotator:
+    with loop.label_studio.annotator() as annotator:
         for n, task_id in enumerate(sorted(ls_tasks.values())):
-            annotator.create_annotation(task_id, result=annotation_result(paragraph=f"page {n}"))
+            annotator.submit(task_id, result=annotation_result(paragraph=f"page {n}"))
     real = sync_module.store_page
     calls = {"n": 0}
 
@@ -112,8 +118,8 @@ def test_a_crash_in_the_middle_of_a_sync_loses_and_duplicates_nothing(
 
     monkeypatch.setattr(sync_module, "store_page", real)
     summary = sync(SyncParams(page_size=1))
-    assert summary["new_annotations"] == 2 and summary["unchanged"] == 1
-    assert sorted(a.text for a in _annotations(loop)) == ["page 0", "page 1", "page 2"]
+    assert summary.new_annotations == 2 and summary.unchanged == 1
+    assert sorted(a.text or "" for a in _annotations(loop)) == ["page 0", "page 1", "page 2"]
     assert all(t.state is TaskState.completed for t in loop.tasks())
 
 

@@ -30,12 +30,14 @@ def test_shipped_model_reads_the_golden_paragraphs() -> None:
 
 def test_shipped_model_card_reports_training_and_held_out_evaluation() -> None:
     card = Recognizer.load(SHIPPED_MODEL).card
-    assert card["version"] == "base-2" and card["parent"]["version"] == "base-1" and card["parameters"] < 3_000_000
+    assert card.version == "base-2" and card.parent is not None and card.parent.version == "base-1"
+    assert card.parameters is not None and card.parameters < 3_000_000
     assert SHIPPED_MODEL.stat().st_size < 8 * 1024 * 1024
-    training = card["training"]
-    assert training["steps"] > 0 and training["wall_s"] > 0 and card["training_data"]["train_lines"] > 0
-    held_out = card["metrics"]["heldout_fonts"]
-    assert held_out["pages"] >= 400 and set(held_out["cer_by"]) >= {
+    training = card.training
+    assert training is not None and training.steps > 0 and training.wall_s > 0
+    assert card.training_data is not None and (card.training_data.train_lines or 0) > 0
+    held_out = card.metrics["heldout_fonts"]
+    assert (held_out.pages or 0) >= 400 and set(held_out.cer_by) >= {
         "polarity/dark_on_light",
         "polarity/light_on_dark",
     }

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 
 from model.charset import Charset
 from model.config import TrainConfig
 from model.data import FolderDataModule
 from model.lit import LitRecognizer, seed_everything
+
+pytestmark = pytest.mark.slow
 
 MAX_STEPS = 300
 LOSS_BOUND = 0.3  # per-sample CTC loss; an untrained network starts above 10

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from inkloop.card import CalibrationCurve
 from inkloop.cli import app
 from inkloop.text import OutOfCharset
 from model.charset import BLANK, Charset
@@ -25,10 +26,9 @@ from model.preprocess import prepare_lines
 from model.recognizer import ModelLoadError, Recognizer
 from model.segment import VERSION as SEGMENTER_VERSION
 from model.train import TrainingError, train
+from tests.support.pages import draw_page, write_folder
 
-from .conftest import draw_page, write_folder
-
-TINY_NET = {"widths": (8, 16, 24, 32), "lstm_hidden": 16, "lstm_layers": 1}
+TINY_NET = LineNetConfig(widths=(8, 16, 24, 32), lstm_hidden=16, lstm_layers=1)
 
 
 def tiny_config(**overrides: object) -> TrainConfig:
@@ -62,7 +62,7 @@ def test_charset_round_trip_and_newline_token() -> None:
 
 @pytest.mark.parametrize(("height", "width"), [(40, 640), (16, 208), (24, 37), (24, 39)])
 def test_output_is_one_frame_per_four_columns(height: int, width: int) -> None:
-    net = LineNet(97, LineNetConfig(**TINY_NET)).eval()
+    net = LineNet(97, TINY_NET).eval()
     frames = LineNet.frames(width)
     with torch.no_grad():
         logits = net(torch.zeros(2, 1, height, width), torch.tensor([frames, max(frames // 2, 1)]))
@@ -72,7 +72,7 @@ def test_output_is_one_frame_per_four_columns(height: int, width: int) -> None:
 
 def test_a_line_reads_the_same_whatever_it_is_batched_with() -> None:
     torch.manual_seed(0)
-    net = LineNet(97, LineNetConfig(**TINY_NET)).eval()
+    net = LineNet(97, TINY_NET).eval()
     line = torch.rand(1, 1, 16, 60)
     padded = torch.cat([torch.nn.functional.pad(line, (0, 100)), torch.rand(1, 1, 16, 160)])
     with torch.no_grad():
@@ -126,7 +126,7 @@ def test_calibration_fixes_an_overconfident_score_and_keeps_its_order() -> None:
     assert after < before / 3
     assert np.all(np.diff(calibration(np.linspace(0, 1, 50))) >= -1e-12)  # monotone
     assert cer_coverage_auc(-cer, cer) <= cer_coverage_auc(raw, cer) < cer.mean()  # oracle <= ours < random
-    restored = Calibration.from_dict(json.loads(json.dumps(calibration.as_dict())))
+    restored = Calibration.from_card(CalibrationCurve.model_validate_json(calibration.as_card().model_dump_json()))
     assert np.allclose(restored(raw), calibration(raw))
 
 
@@ -195,15 +195,18 @@ def trained(paragraph_folder: Path, tmp_path: Path) -> Path:
     return train([paragraph_folder], [], tmp_path / "run", tiny_config(), version="tiny-test").artifact
 
 
+@pytest.mark.slow
 def test_train_export_predict(trained: Path, paragraph_folder: Path) -> None:
     card = read_card(trained)
-    assert card["version"] == "tiny-test" and card["charset"] == Charset.default().characters
-    assert card["input"] == {
+    assert card.version == "tiny-test" and card.charset == Charset.default().characters
+    assert card.input.model_dump() == {
         "line_height": 16, "max_line_width": 2048, "channels": 1, "ink": "1 = ink", "segmenter": SEGMENTER_VERSION
     }  # fmt: skip
-    assert card["training"]["steps"] == 4 and card["training"]["device"] == "cpu"
-    assert card["config"]["net"]["widths"] == list(TINY_NET["widths"])
-    assert set(card["metrics"]["confidence"]) >= {"ece", "cer_coverage_auc", "cer_coverage_auc_random"}
+    assert card.training is not None and card.training.steps == 4 and card.training.device == "cpu"
+    assert card.config is not None and card.config["net"]["widths"] == list(TINY_NET.widths)
+    confidence = card.metrics["val"].confidence
+    assert confidence is not None and confidence.pages == card.metrics["val"].pages
+    assert {"ece", "cer_coverage_auc", "cer_coverage_auc_random"} <= confidence.model_dump(exclude_none=True).keys()
     assert (trained.parent / "checkpoints" / "last.ckpt").is_file()
 
     recognizer = Recognizer.load(trained)
@@ -214,6 +217,7 @@ def test_train_export_predict(trained: Path, paragraph_folder: Path) -> None:
         assert len(prediction.line_confidences) == (len(prediction.text.split("\n")) if prediction.text else 0)
 
 
+@pytest.mark.slow
 def test_torchscript_matches_the_eager_network(trained: Path, tmp_path: Path) -> None:
     from model.lit import LitRecognizer
 
@@ -235,20 +239,22 @@ def test_torchscript_matches_the_eager_network(trained: Path, tmp_path: Path) ->
     assert texts == [greedy(p[:n], charset).text for p, n in zip(served.numpy(), frames.tolist(), strict=True)]
 
 
+@pytest.mark.slow
 def test_warm_start_grows_the_charset_and_keeps_old_weights(trained: Path, tmp_path: Path) -> None:
     accented = write_folder(tmp_path / "accented", ["caf\u00e9 na\u00efve", "\u00e9t\u00e9\nhello"] * 4, (200, 64), 13)
     result = train([accented], [], tmp_path / "warm", tiny_config(max_steps=2), init=trained, grow_charset=True)
     card = result.card
-    assert card["charset"][: 97 - 1] == Charset.default().characters
-    assert card["charset"][96:] == ["\u00e9", "\u00ef"] and card["parent"]["artifact"] == str(trained)
+    assert card.charset[: 97 - 1] == Charset.default().characters
+    assert card.charset[96:] == ["\u00e9", "\u00ef"]
+    assert card.parent is not None and card.parent.artifact == str(trained) and card.parent.version == "tiny-test"
     old = torch.jit.load(str(trained)).net.state_dict()
     new = torch.jit.load(str(result.artifact)).net.state_dict()
     assert new["classifier.weight"].shape[0] == 99 and old["classifier.weight"].shape[0] == 97
     # The network reads any line height, so a warm start may change it (with a warning)...
     resized = train([accented], [], tmp_path / "taller", tiny_config(max_steps=1, line_height=24), init=trained)
-    assert resized.card["input"]["line_height"] == 24
+    assert resized.card.input.line_height == 24
     # ...but not the architecture.
-    wider_net = {**TINY_NET, "widths": (8, 16, 24, 48)}
+    wider_net = TINY_NET.model_copy(update={"widths": (8, 16, 24, 48)})
     with pytest.raises(TrainingError, match="has network"):
         train([accented], [], tmp_path / "bad", tiny_config(net=wider_net), init=trained)
 
@@ -264,17 +270,20 @@ def test_pages_the_segmenter_cannot_split_give_a_clear_error(tmp_path: Path) -> 
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(paragraph_folder: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train([paragraph_folder], [], run, tiny_config(max_steps=2))
     before = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["inkloop_fit_seconds"]
     resumed = train([paragraph_folder], [], run, tiny_config(max_steps=4), resume=True)
-    assert resumed.card["training"]["steps"] == 4
-    assert resumed.card["training"]["fit_s"] > before > 0  # training time adds up across the resumed parts
+    run_card = resumed.card.training
+    assert run_card is not None and run_card.steps == 4
+    assert run_card.fit_s is not None and run_card.fit_s > before > 0  # training time adds up across resumed parts
     with pytest.raises(TrainingError, match="nothing to resume"):
         train([paragraph_folder], [], tmp_path / "fresh", tiny_config(), resume=True)
 
 
+@pytest.mark.slow
 def test_cli_train_and_predict(paragraph_folder: Path, tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text(tiny_config().model_dump_json())
@@ -329,6 +338,7 @@ def test_loading_something_that_is_not_a_model(tmp_path: Path) -> None:
         Recognizer.load(junk)
 
 
+@pytest.mark.slow
 def test_evaluate_reports_cer_by_polarity_and_records_it(trained: Path, tmp_path: Path) -> None:
     from synth.generate import SynthOptions, generate
 
@@ -354,6 +364,7 @@ def test_evaluate_reports_cer_by_polarity_and_records_it(trained: Path, tmp_path
     assert {"polarity/dark_on_light", "polarity/light_on_dark"} <= set(report["cer_by"])
     assert any(key.startswith("font/") for key in report["cer_by"]) and len(report["examples"]) == 2
     card = read_card(trained)
-    assert card["metrics"]["heldout_fonts"]["cer"] == report["cer"]
-    assert card["metrics"]["val"]  # what training recorded is kept
+    assert card.metrics["heldout_fonts"].cer == report["cer"]
+    assert card.metrics["heldout_fonts"].cer_by == report["cer_by"]
+    assert card.metrics["val"].pages  # what training recorded is kept
     assert Recognizer.load(trained).version == "tiny-test"  # the rewritten artifact still loads

@@ -13,8 +13,9 @@ from model.preprocess import to_grayscale
 from model.segment import segment
 from synth.fonts import FontSet
 from synth.generate import SynthOptions, generate
+from tests.support.pages import FONT
 
-from .conftest import FONT
+pytestmark = pytest.mark.slow
 
 AGREEMENT_BOUND = 0.93  # measured 0.97-1.00 on 4,000 training-font and 300 held-out pages
 
@@ -61,7 +62,7 @@ def test_a_skewed_page_is_straightened() -> None:
     texts = ["the quick brown fox jumps over", "the lazy dog, and then some more", "words on a third line"]
     for i, text in enumerate(texts):
         draw.text((20, 30 + 80 * i), text, font=font, fill=20)
-    tilted = image.rotate(4, resample=Image.BILINEAR, expand=True, fillcolor=235)
+    tilted = image.rotate(4, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=235)
     lines = segment(to_grayscale(tilted))
     assert len(lines) == 3
     assert abs(lines[0].angle + 4) <= 0.5  # rotated back by about the tilt

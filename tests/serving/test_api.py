@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from inkloop.store import sha256_hex
-from tests.serving.conftest import GOLDEN, LiveServer
-from tests.serving.test_uploads import BAD
+from tests.support.paths import GOLDEN
+from tests.support.servers import LiveServer
+from tests.support.uploads import BAD
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.serving.conftest import GOLDEN, LiveServer
+from tests.support.paths import GOLDEN
+from tests.support.servers import LiveServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,10 +22,13 @@ from db.session import make_engine
 from inkloop.store import sha256_hex
 from model.export import update_card
 from model.recognizer import SHIPPED_MODEL
-from tests.serving.conftest import GOLDEN, LiveServer
+from tests.support.paths import GOLDEN
+from tests.support.servers import LiveServer
 
 pytestmark = pytest.mark.slow
 _counter = itertools.count()
+# One answered request: when (time.monotonic()), which client thread, the HTTP status and the JSON body.
+Answer = tuple[float, int, int, Any]
 
 
 def unique_page(name: str = "000000.png") -> bytes:
@@ -36,7 +40,13 @@ def unique_page(name: str = "000000.png") -> bytes:
     return buffer.getvalue()
 
 
-def hammer(server: LiveServer, threads: int, stop: threading.Event, results: list, errors: list) -> list:
+def hammer(
+    server: LiveServer,
+    threads: int,
+    stop: threading.Event,
+    results: list[Answer],
+    errors: list[httpx.TransportError],
+) -> list[threading.Thread]:
     def client() -> None:
         with httpx.Client(timeout=60) as http:
             while not stop.is_set():
@@ -60,10 +70,12 @@ def test_a_promoted_model_is_served_without_restart_or_failed_requests(
     shipped_version = httpx.get(f"{server.url}/v1/model").json()["version"]
     artifact = tmp_path / "next.pt"
     shutil.copy(SHIPPED_MODEL, artifact)
-    update_card(artifact, {"version": "swap-test-2"})
+    update_card(artifact, lambda card: card.model_copy(update={"version": "swap-test-2"}))
     assert "registered swap-test-2" in server.cli("models", "register", str(artifact)).stdout
 
-    stop, results, errors = threading.Event(), [], []
+    stop = threading.Event()
+    results: list[Answer] = []
+    errors: list[httpx.TransportError] = []
     workers = hammer(server, 4, stop, results, errors)
     time.sleep(2.0)
     promoted_at = time.monotonic()
@@ -92,7 +104,9 @@ def test_a_promoted_model_is_served_without_restart_or_failed_requests(
 
 def test_sigkill_under_load_loses_no_answered_request(server_factory: Callable[..., LiveServer]) -> None:
     server = server_factory().start()
-    stop, results, errors = threading.Event(), [], []
+    stop = threading.Event()
+    results: list[Answer] = []
+    errors: list[httpx.TransportError] = []
     workers = hammer(server, 8, stop, results, errors)
     deadline = time.monotonic() + 60
     while len(results) < 12 and time.monotonic() < deadline:

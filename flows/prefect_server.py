@@ -1,0 +1,192 @@
+"""The local Prefect server of the embedded default: `prefect server start` under INKLOOP_HOME/prefect on
+127.0.0.1, detached, found again by later commands (`inkloop prefect up|down|status`).
+
+With it up, `inkloop flow run` reports every run to it, so an ML engineer sees each run, its logs and its
+artifacts in Prefect's UI, and a run starts in about 3 s instead of the 9-30 s a temporary API takes to start
+(measured on 2 cores). Schedules need it: Prefect's temporary API runs no scheduler, so `inkloop flow serve`
+starts it.
+
+Prefect's settings are environment variables read when prefect is imported, so choosing the API (`use_prefect`)
+must happen before anything imports prefect; this module never imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from inkloop.errors import InkloopError
+from inkloop.processes import Daemon
+from inkloop.settings import Settings
+from inkloop.wait import WaitTimeoutError, wait_until
+
+Echo = Callable[[str], None]
+HOST = "127.0.0.1"
+# Prefect's temporary API counts only its own sleeps toward this timeout, so under load it fails later than it
+# says: with the default 20, a run on a 2-core machine whose cores were both busy failed 5 times in 6 (after 40-48 s
+# of wall time); with 120 all 6 started (45-78 s). It only matters when no server is up.
+EPHEMERAL_STARTUP_TIMEOUT_S = "120"
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class LocalPrefect:
+    """Where the local Prefect server lives: its home (database, UI files, log, pid file) and its port."""
+
+    home: Path
+    port: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalPrefect:
+        return cls(home=settings.home / "prefect", port=settings.prefect_port)
+
+    @property
+    def url(self) -> str:
+        """The UI's address."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api"
+
+    @property
+    def daemon(self) -> Daemon:
+        # Not Prefect's own server.pid: `prefect server start` checks that one.
+        return Daemon(
+            "the Prefect server",
+            pid_file=self.home / "inkloop-prefect-server.pid",
+            log_file=self.home / "prefect-server.log",
+            marker=b"prefect --no-prompt server start",
+        )
+
+
+def answers(api_url: str, timeout_s: float = 1.0) -> bool:
+    """Whether a Prefect API answers its health check (a warm server answers in a few milliseconds)."""
+    try:
+        return httpx.get(f"{api_url.rstrip('/')}/health", timeout=timeout_s).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _environment(server: LocalPrefect) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        {
+            "PREFECT_HOME": str(server.home),  # prefect.db (SQLite) lives here
+            # As settings, not only flags: the UI computes the API address it calls from them.
+            "PREFECT_SERVER_API_HOST": HOST,
+            "PREFECT_SERVER_API_PORT": str(server.port),
+            "PREFECT_UI_API_URL": server.api_url,
+            # The UI's files are copied at the first start; by default into site-packages, which may be read-only.
+            "PREFECT_SERVER_UI_STATIC_DIRECTORY": str(server.home / "ui"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def _port_taken(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    url: str
+    pid: int | None  # the process inkloop started, while it lives
+    healthy: bool
+
+
+def status(server: LocalPrefect) -> ServerStatus:
+    return ServerStatus(url=server.url, pid=server.daemon.pid(), healthy=answers(server.api_url))
+
+
+def up(server: LocalPrefect, *, timeout_s: float = 120.0, echo: Echo = _quiet) -> tuple[ServerStatus, bool]:
+    """Start the local Prefect server and wait until it answers; (status, False) when it was already up."""
+    daemon = server.daemon
+    pid = daemon.pid()
+    if pid is None and _port_taken(server.port):
+        raise InkloopError(
+            f"port {server.port} on {HOST} is in use by a program inkloop did not start; stop it, or set "
+            "INKLOOP_PREFECT_PORT to another port"
+        )
+    started = pid is None
+    if started:
+        server.home.mkdir(parents=True, exist_ok=True)
+        first = not (server.home / "prefect.db").exists()
+        echo(f"starting the Prefect server on {server.url}" + (" (first start: about 15 s)" if first else ""))
+        command = [sys.executable, "-m", "prefect", "--no-prompt", "server", "start"]
+        process = daemon.start(command, env=_environment(server), cwd=server.home, url=server.url)
+        pid = process.pid
+
+    def healthy() -> bool:
+        if answers(server.api_url):
+            return True
+        if daemon.pid() is None:
+            raise InkloopError(f"the Prefect server exited before answering; the end of {daemon.log_file}:\n"
+                               f"{daemon.log_tail()}")  # fmt: skip
+        return False
+
+    try:
+        wait_until(healthy, timeout_s=timeout_s, interval_s=0.25, what=f"the Prefect server answering {server.url}")
+    except WaitTimeoutError:
+        if started:
+            daemon.stop()
+        raise InkloopError(
+            f"the Prefect server did not answer {server.url} within {timeout_s:.0f} s; the end of "
+            f"{daemon.log_file}:\n{daemon.log_tail()}"
+        ) from None
+    except BaseException:
+        if started:
+            daemon.stop()
+        raise
+    return status(server), started
+
+
+def down(server: LocalPrefect) -> int | None:
+    """Stop the Prefect server `up` started; its pid, or None when none ran."""
+    return server.daemon.stop()
+
+
+def use_prefect(settings: Settings, *, verbose: bool = False) -> str:
+    """Choose the Prefect API this process's flows report to, before prefect is imported; says which.
+
+    PREFECT_API_URL when set (it must answer); else the local server when it is up; else Prefect's temporary
+    local API, with its files under INKLOOP_HOME and a start-up timeout a busy machine does not break. Prefect's
+    own log lines stay off the terminal unless `verbose` (they still reach the server and its UI).
+    """
+    if "PREFECT_HOME" not in os.environ:
+        (settings.home / "prefect").mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(settings.home / "prefect")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    if not verbose:
+        # The terminal handler only (PREFECT_LOGGING_LEVEL would also keep the run's logs from the server and its
+        # UI). Not even errors: Prefect prints a traceback per failed try, and the CLI ends with one line saying
+        # what failed.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    given = os.environ.get("PREFECT_API_URL", "").strip()
+    if given:
+        if not answers(given):
+            raise InkloopError(f"no Prefect API answers at PREFECT_API_URL={given}")
+        return f"the Prefect API at {given}"
+    local = LocalPrefect.from_settings(settings)
+    if local.daemon.pid() is not None and answers(local.api_url):
+        os.environ["PREFECT_API_URL"] = local.api_url
+        return f"the local Prefect server at {local.url}"
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_TIMEOUT_S)
+    return "a temporary local Prefect API (start a server to keep the runs: inkloop prefect up)"

@@ -1,0 +1,7 @@
+"""The `inkloop` command line: the composition root. It builds the infrastructure (engines, clients, stores)
+from settings and calls every other package; nothing imports it. One module per command group; `app.py`
+registers them."""
+
+from inkloop.cli.app import app
+
+__all__ = ["app"]

@@ -1,0 +1,42 @@
+"""The root of the `inkloop` command line: global options, and every command group registered in one place."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from inkloop import __version__
+from inkloop.cli import admin, demo, flow, labelstudio, models, prefect_server, recognizer, serve
+from inkloop.cli.common import OneLineErrors
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    help="inkloop: a handwriting recognizer that keeps improving on its own production traffic.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"inkloop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", envvar="INKLOOP_DEBUG", help="Show tracebacks instead of one-line errors."),
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """inkloop: serve, log, validate, annotate, retrain and promote a handwritten-paragraph recognizer."""
+
+
+for module in (admin, recognizer, serve, models, flow, prefect_server, labelstudio, demo):
+    module.register(app)

@@ -1,0 +1,77 @@
+"""What every command group shares: one-line errors, the sub-app factory, and printing aligned fields."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
+
+from inkloop.errors import InkloopError, first_line
+
+
+class OneLineErrors(TyperGroup):
+    """Turn exceptions from any command into `inkloop: error: ...` and exit code 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException):  # usage errors and exits keep typer's handling
+            raise
+        except Exception as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            typer.echo(f"inkloop: error: {one_line(exc)}", err=True)
+            raise typer.Exit(1) from None
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as the user reads it: inkloop's own message, or the type and first line of anything else."""
+    if isinstance(exc, InkloopError):
+        return str(exc)
+    return f"{type(exc).__name__}: {first_line(exc)} (rerun with --debug for the traceback)"
+
+
+def group(help: str) -> typer.Typer:
+    """A command group (`inkloop models ...`) whose errors are one line, like the root's."""
+    return typer.Typer(cls=OneLineErrors, help=help, no_args_is_help=True)
+
+
+def print_fields(fields: dict[str, str]) -> None:
+    """`key  value` lines with the values aligned."""
+    width = max(len(k) for k in fields)
+    for key, value in fields.items():
+        typer.echo(f"{key.ljust(width)}  {value}")
+
+
+def breakdown(counts: dict[str, int]) -> str:
+    """ "5 (3 valid, 2 quarantined)" from {"valid": 3, "quarantined": 2, "pending": 0}."""
+    total = sum(counts.values())
+    parts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in counts.items() if n)
+    return f"{total}" + (f" ({parts})" if parts else "")
+
+
+def choice(enum_cls: Any, value: str, option: str) -> Any:
+    """`value` as a member of `enum_cls`, or an error listing the allowed values of `option`."""
+    try:
+        return enum_cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum_cls)
+        raise InkloopError(f"{option} must be one of {allowed}, not {value!r}") from None
+
+
+def require_free_port(host: str, port: int) -> None:
+    """Fail now, in one line, when something already listens on host:port (rather than after a server started
+    loading a model and announced itself)."""
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+            raise InkloopError(f"port {port} on {host} {reason}; choose another with --port") from None

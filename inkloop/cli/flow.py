@@ -1,0 +1,95 @@
+"""`inkloop flow run | serve`: the Prefect flows (flows/), now or on their schedules."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+
+from inkloop.cli.common import group, print_fields
+from inkloop.errors import InkloopError
+from inkloop.settings import load_settings
+
+flow_app = group("The data flows (Prefect): ingest, route, sync.")
+
+VERBOSE = typer.Option("--verbose", "-v", help="Show Prefect's own log lines too.")
+
+
+@flow_app.command("run")
+def flow_run(
+    name: Annotated[str, typer.Argument(help="ingest, route or sync.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="A flow parameter as key=value (repeat), e.g. -p batch_size=200."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
+    verbose: Annotated[bool, VERBOSE] = False,
+) -> None:
+    """Run one flow now and print what it did: on PREFECT_API_URL when set, else on the local Prefect server when
+    it is up (`inkloop prefect up`), else on a temporary local API."""
+    from db.session import open_ready_engine
+    from flows.prefect_server import use_prefect
+
+    settings = load_settings()
+    open_ready_engine(settings).dispose()  # a clear "run inkloop init" before Prefect starts
+    where = use_prefect(settings, verbose=verbose)
+    from flows.runner import parse_params, run
+
+    params = parse_params(name, param or [])
+    if not as_json:
+        typer.echo(f"{name}: running on {where}" + ("" if verbose else " (--verbose shows Prefect's log)"))
+    started = time.monotonic()
+    summary = run(name, params)
+    if as_json:
+        typer.echo(summary.model_dump_json())
+        return
+    rows = {f"  {label}": value for label, value in summary.rows() if label != "seconds"}
+    rows["  took"] = f"{time.monotonic() - started:.1f} s ({summary.seconds:g} s in the flow itself)"
+    print_fields(rows)
+
+
+@flow_app.command("serve")
+def flow_serve(
+    every: Annotated[
+        list[str] | None,
+        typer.Option("--every", "-e", help="A flow's interval in minutes as name=minutes (repeat), e.g. -e ingest=1."),
+    ] = None,
+    verbose: Annotated[bool, VERBOSE] = False,
+) -> None:
+    """Serve the flows as scheduled Prefect deployments (ingest and sync every 5 minutes, route every 15) until
+    interrupted. This process runs the scheduled runs; the Prefect UI shows them. Without PREFECT_API_URL it starts
+    the local Prefect server first (schedules need one)."""
+    from db.session import open_ready_engine
+    from flows import prefect_server
+
+    settings = load_settings()
+    open_ready_engine(settings).dispose()
+    from flows.runner import FLOWS
+
+    intervals: dict[str, timedelta] = {}
+    for item in every or []:
+        name, _, minutes = item.partition("=")
+        if name not in FLOWS:
+            raise InkloopError(f"--every {item!r}: no flow named {name!r}; the flows are {', '.join(FLOWS)}")
+        try:
+            intervals[name] = timedelta(minutes=float(minutes))
+        except ValueError:
+            raise InkloopError(f"--every {item!r}: minutes must be a number") from None
+        if intervals[name].total_seconds() <= 0:
+            raise InkloopError(f"--every {item!r}: minutes must be positive")
+    if not os.environ.get("PREFECT_API_URL"):
+        # Prefect's temporary API runs no scheduler: schedules need a server.
+        local = prefect_server.LocalPrefect.from_settings(settings)
+        prefect_server.up(local, echo=typer.echo)
+        typer.echo(f"runs, logs and schedules: {local.url} (stop the server: inkloop prefect down)")
+    prefect_server.use_prefect(settings, verbose=verbose)
+    from flows.runner import serve
+
+    serve(intervals)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(flow_app, name="flow")

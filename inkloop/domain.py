@@ -1,0 +1,62 @@
+"""The domain's vocabulary: the states and kinds every part of the loop talks about.
+
+They are stored as strings in the database (db/models.py, with CHECK constraints), sent to Label Studio,
+written into model cards and reports, and compared by the gates; they live in the kernel so that every layer
+can name them without importing the database.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ImageSource(enum.StrEnum):
+    production = "production"
+    synthetic = "synthetic"
+    imported = "imported"
+
+
+class ImageStatus(enum.StrEnum):
+    pending = "pending"  # stored, not yet validated by the ingest flow
+    valid = "valid"
+    quarantined = "quarantined"
+
+
+class FeedbackFlag(enum.StrEnum):
+    incorrect = "incorrect"
+    offensive = "offensive"
+    other = "other"
+
+
+class TaskReason(enum.StrEnum):
+    low_confidence = "low_confidence"
+    audit = "audit"
+    flagged = "flagged"
+
+
+class TaskState(enum.StrEnum):
+    queued = "queued"  # recorded here, not yet confirmed in Label Studio
+    open = "open"  # waiting for annotators in Label Studio
+    completed = "completed"
+    skipped = "skipped"
+    needs_review = "needs_review"  # annotators disagree
+    cancelled = "cancelled"
+
+
+class Split(enum.StrEnum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class ModelStatus(enum.StrEnum):
+    candidate = "candidate"
+    champion = "champion"
+    rejected = "rejected"
+    retired = "retired"
+
+
+class RunStatus(enum.StrEnum):
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"

@@ -1,0 +1,1 @@
+"""The API's routers: predict, feedback, and the operations endpoints (health, model card, the page)."""

@@ -1,0 +1,101 @@
+"""docker-compose.yml cannot run here (no Docker engine), so check its wiring: every INKLOOP_* it sets is a real,
+valid setting, every service has a health check, and the pieces point at each other consistently."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from inkloop.settings import known_variables, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+_INTERPOLATION = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _interpolate(value: str) -> str:
+    """Resolve ${X:-default} to its default and ${X:?message} to a placeholder, as with an .env of examples."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match["op"] and match["op"].endswith("-"):
+            return match["arg"]
+        return f"example-{match['name'].lower()}"
+
+    return _INTERPOLATION.sub(replace, value)
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: _interpolate(str(v)) for k, v in env.items()}
+
+
+def test_expected_services(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) >= {"postgres", "labelstudio", "prefect-server", "prefect-worker", "api"}
+
+
+def test_every_service_has_a_health_check(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        check = service.get("healthcheck")
+        assert check and check.get("test"), f"service {name} has no health check"
+        assert not check.get("disable"), f"service {name} disables its health check"
+
+
+def test_inkloop_variables_are_real_settings_with_valid_values(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = 0
+    for name, service in compose["services"].items():
+        env = {k: v for k, v in _environment(service).items() if k.startswith("INKLOOP_")}
+        unknown = set(env) - known_variables()
+        assert not unknown, f"service {name} sets variables that are not settings: {sorted(unknown)}"
+        if not env:
+            continue
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = load_settings()  # raises SettingsError on any malformed value
+        assert not settings.is_sqlite, f"service {name} would use SQLite at scale"
+        checked += 1
+    assert checked >= 2  # the API and the worker at least
+
+
+def test_label_studio_serves_files_from_the_store(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    store = _environment(services["api"])["INKLOOP_STORE_URL"]
+    assert _environment(services["labelstudio"])["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"] == store
+    token = _environment(services["api"])["INKLOOP_LABEL_STUDIO_TOKEN"]
+    assert _environment(services["labelstudio"])["LABEL_STUDIO_USER_TOKEN"] == token
+
+
+def test_dependencies_exist_and_wait_for_health(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            assert dependency in services, f"{name} depends on unknown service {dependency}"
+            assert condition == {"condition": "service_healthy"}, f"{name} does not wait for {dependency}"
+
+
+def test_built_services_use_the_project_dockerfile(compose: dict[str, Any]) -> None:
+    built = [s for s in compose["services"].values() if "build" in s]
+    assert built
+    assert (ROOT / "Dockerfile").is_file()
+    for volume in compose["services"]["postgres"]["volumes"]:
+        source = volume.split(":", 1)[0]
+        if source.startswith("./"):
+            assert (ROOT / source).is_file(), f"postgres mounts missing file {source}"
+
+
+def test_label_studio_is_the_version_inkloop_pins(compose: dict[str, Any]) -> None:
+    from annotation.server import LABEL_STUDIO_VERSION
+
+    image = compose["services"]["labelstudio"]["image"]
+    assert image == f"heartexlabs/label-studio:{LABEL_STUDIO_VERSION}"

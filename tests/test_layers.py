@@ -1,0 +1,161 @@
+"""The dependency rule, enforced: every import of every module is read (with ast, lazy imports inside functions
+included) and none may run from a lower layer to a higher one.
+
+    inkloop (the kernel)  <  db  <  synth | model | annotation | monitoring  <  flows  <  serving  <  inkloop.cli
+
+The four middle packages never import each other. Of `model`, serving may import inference (model.recognizer)
+and the registry (model.registry) only. Nothing imports the CLI, the composition root. bench/ and tests/ stand
+outside the layers and may import anything.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.paths import REPO
+
+CLI = "inkloop.cli"
+RANK = {
+    "inkloop": 0,
+    "db": 1,
+    "synth": 2,
+    "model": 2,
+    "annotation": 2,
+    "monitoring": 2,
+    "flows": 3,
+    "serving": 4,
+    CLI: 5,
+}
+SERVING_MAY_USE_OF_MODEL = ("model.recognizer", "model.registry")
+
+
+@dataclass(frozen=True)
+class Violation:
+    module: str
+    line: int
+    imported: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.line} imports {self.imported}: {self.why}"
+
+
+def layer(module: str) -> str | None:
+    """The layer a dotted module name belongs to (the CLI before the kernel it lives in), or None."""
+    if module == CLI or module.startswith(CLI + "."):
+        return CLI
+    top = module.split(".", 1)[0]
+    return top if top in RANK else None
+
+
+def imports(source: str, module: str, is_package: bool) -> Iterator[tuple[int, list[str]]]:
+    """For every import statement in `source`: its line and the absolute dotted names it imports (`from x import
+    y, z` gives x.y and x.z: y may be a module or a name in x, and the layer is the same either way)."""
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, [alias.name]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                anchor = parts[: len(parts) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            yield node.lineno, [f"{base}.{alias.name}" for alias in node.names]
+
+
+def check(module: str, source: str, is_package: bool = False) -> list[Violation]:
+    own = layer(module)
+    if own is None:
+        return []
+    found = []
+    for line, names in imports(source, module, is_package):
+        for name in names:
+            other = layer(name)
+            if other is None or other == own:
+                continue
+            if other == CLI:
+                why = "nothing imports the CLI"
+            elif RANK[other] > RANK[own]:
+                why = f"{own} is below {other}"
+            elif RANK[other] == RANK[own]:
+                why = f"{own} and {other} never import each other"
+            elif own == "serving" and other == "model" and not name.startswith(SERVING_MAY_USE_OF_MODEL):
+                why = "serving uses only model.recognizer and model.registry"
+            else:
+                continue
+            found.append(Violation(module, line, name, why))
+    return found
+
+
+def project_modules() -> Iterator[tuple[str, Path]]:
+    for top in RANK:
+        if "." in top:
+            continue
+        for path in sorted((REPO / top).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            yield ".".join(parts[:-1] if parts[-1] == "__init__" else parts), path
+
+
+def test_no_import_runs_upward() -> None:
+    modules = list(project_modules())
+    assert len(modules) > 60 and any(name.startswith(CLI) for name, _ in modules)
+    violations = [
+        str(v)
+        for name, path in modules
+        for v in check(name, path.read_text(encoding="utf-8"), is_package=path.name == "__init__.py")
+    ]
+    assert violations == []
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "why"),
+    [
+        ("inkloop.store", "from db import repo", "inkloop is below db"),
+        ("inkloop.text", "def f():\n    import model.recognizer\n", "inkloop is below model"),
+        ("db.repo", "from flows.common import FlowContext", "db is below flows"),
+        ("model.train", "from synth.generate import generate", "model and synth never import each other"),
+        ("annotation.routing", "import monitoring.features", "annotation and monitoring never import each other"),
+        ("flows.route", "from serving.app import create_app", "flows is below serving"),
+        ("serving.app", "from model.train import train", "serving uses only model.recognizer and model.registry"),
+        ("serving.app", "from inkloop.cli import app", "nothing imports the CLI"),
+        ("inkloop.settings", "from .cli.common import group", "nothing imports the CLI"),
+        ("db.session", "from ..flows import runner", "db is below flows"),
+    ],
+)
+def test_an_upward_import_is_caught(module: str, source: str, why: str) -> None:
+    assert [v.why for v in check(module, source)] == [why]
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("inkloop.cli.demo", "from flows.ingest import ingest\nfrom serving.health import wait_until_healthy"),
+        ("serving.models", "from model.registry import materialize\nfrom model.recognizer import Recognizer"),
+        ("flows.route", "from annotation.client import LabelStudioClient\nfrom db import repo"),
+        ("model.registry", "from db import repo\nfrom inkloop.card import ModelCard"),
+        ("inkloop.cli.app", "from inkloop.cli import admin\nfrom . import common"),
+    ],
+)
+def test_allowed_imports_pass(module: str, source: str) -> None:
+    assert check(module, source, is_package=False) == []
+
+
+def test_tests_share_code_only_through_tests_support() -> None:
+    """A test module imports helpers from tests/support, never from a conftest or another test module (a fixture
+    reaches it through `pytest_plugins`)."""
+    found = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        for line, names in imports(path.read_text(encoding="utf-8"), module, path.name == "__init__.py"):
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "tests" and any(p == "conftest" or p.startswith("test_") for p in parts[1:]):
+                    found.append(f"{module}:{line} imports {name}")
+    assert found == []
