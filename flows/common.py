@@ -124,11 +124,11 @@ def _shown(value: Any) -> str:
 
 def summary_markdown(title: str, summary: FlowSummary) -> str:
     """The summary as a two-column Markdown table under a heading: the one format of every flow's artifact."""
-    lines = [f"# {title}", "", "| | |", "|---|---|"]
+    lines = [f"# {title}", "", "| | this run |", "|---|---|"]
     lines += [f"| {label} | {value.replace('|', '/')} |" for label, value in summary.rows()]
     return "\n".join(lines)
 
 
 def publish(summary: FlowSummary, *, key: str, title: str) -> None:
     """Show the run's summary in Prefect's UI (an artifact on the flow run, keyed so runs can be compared)."""
-    create_markdown_artifact(key=key, markdown=summary_markdown(title, summary), description=title)
+    create_markdown_artifact(key=key, markdown=summary_markdown(title, summary), description="what this run did")

@@ -162,6 +162,18 @@ def down(server: LocalPrefect) -> int | None:
     return server.daemon.stop()
 
 
+def flush() -> None:
+    """Send the logs and events this process's flow runs still hold to the API (they go in the background), so
+    a server stopped next has them all, and nothing tries to reach it after it is gone."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=5)
+
+
 def use_prefect(settings: Settings, *, verbose: bool = False) -> str:
     """Choose the Prefect API this process's flows report to, before prefect is imported; says which.
 

@@ -31,6 +31,7 @@ def demo(
 
     def stop_prefect() -> None:
         if once and started:
+            prefect_server.flush()
             prefect_server.down(local)
 
     run_demo(settings, pages=pages, port=port, once=once, echo=typer.echo, prefect=where, stop_prefect=stop_prefect)

@@ -105,7 +105,6 @@ def run_demo(
         if not label_studio_server.is_installed(ls.venv):
             echo(f"installing Label Studio into {ls.venv} (once, about 2 minutes)")
             label_studio_server.install(ls.venv, echo=echo)
-        echo("starting Label Studio (its first start sets up its database: about 30 s)")
         status, started_ls = label_studio_server.up(ls, echo=echo)
         report.label_studio_login = (ls.username, ls.password)
         echo(f"label studio {status.version} at {ls.url}")
