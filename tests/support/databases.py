@@ -44,25 +44,25 @@ def postgres_server_url() -> str:
     return url
 
 
-def create_postgres_database(server_url: str) -> str:
-    """A new, empty database on the test server; its URL. Drop it with drop_postgres_database."""
-    name = f"inkloop_test_{uuid.uuid4().hex[:12]}"
+def _on_server(server_url: str, statement: str) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE cannot run inside one)."""
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+            connection.execute(text(statement))
     finally:
         admin.dispose()
+
+
+def create_postgres_database(server_url: str) -> str:
+    """A new, empty database on the test server; its URL. Drop it with drop_postgres_database."""
+    name = f"inkloop_test_{uuid.uuid4().hex[:12]}"
+    _on_server(server_url, f'CREATE DATABASE "{name}"')
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_postgres_database(server_url: str, url: str) -> None:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    _on_server(server_url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 def database_for(kind: str, folder: Path, request: pytest.FixtureRequest) -> tuple[str, str | None]:
