@@ -37,7 +37,7 @@ from db.session import make_engine, session_factory  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 INKLOOP = str(Path(sys.executable).with_name("inkloop"))
-GOLDEN = sorted((ROOT / "tests" / "golden").glob("*.png"))
+GOLDEN = sorted((ROOT / "model" / "golden").glob("*.png"))
 _counter = itertools.count()
 
 

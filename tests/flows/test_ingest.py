@@ -14,8 +14,7 @@ from flows.ingest import WATERMARK, IngestParams, ingest
 from flows.traffic import blank_page
 from inkloop.domain import ImageStatus
 from tests.support.loop import Loop
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+from tests.support.paths import GOLDEN
 
 
 def _watermark(loop: Loop) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,8 @@ import flows.route as route_module
 from flows.route import RouteParams, route
 from inkloop.domain import TaskReason, TaskState
 from tests.support.loop import Loop, valid_image
+from tests.support.paths import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 PAGES = sorted(GOLDEN.glob("*.png"))
 
 

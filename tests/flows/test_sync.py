@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
@@ -15,8 +13,8 @@ from flows.route import RouteParams, route
 from flows.sync import SyncParams, agreement, sync
 from inkloop.domain import TaskState
 from tests.support.loop import Loop, valid_image
+from tests.support.paths import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 PAGES = sorted(GOLDEN.glob("*.png"))
 LINES = [
     {"text": "first line", "box": (5.0, 10.0, 80.0, 12.0)},

@@ -3,13 +3,11 @@ and the model card that the README and the serving endpoint quote."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from inkloop.labels import read_records
 from inkloop.text import edit_distance
 from model.recognizer import SHIPPED_MODEL, Recognizer
+from tests.support.paths import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CER_BOUND = 0.07  # the shipped model base-2 reads these at CER 0.043 (README, "The shipped model")
 
 

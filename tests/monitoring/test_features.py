@@ -15,6 +15,7 @@ from PIL import Image, ImageEnhance
 from inkloop.phash import NEAR_DUPLICATE_DISTANCE, distances, hamming
 from monitoring.features import ImageFeatures, compute_features
 from synth.generate import SynthOptions, generate
+from tests.support.paths import GOLDEN
 
 # monitoring/validation/suite.py quarantines pages below an ink ratio of 0.004 (INK_RATIO_MIN, with the measurements
 # behind it). Here each side must clear it by a factor of two: pages above 0.008, blanks below 0.002.
@@ -264,7 +265,7 @@ def test_phash_separates_different_pages(pages: list[tuple[bytes, dict]]) -> Non
 
 def test_golden_pages_are_pages(tmp_path: Path) -> None:
     """The checked-in golden paragraphs (both polarities) are what the suite must let through."""
-    golden = Path(__file__).parents[1] / "golden"
+    golden = GOLDEN
     for path in sorted(golden.glob("*.png")):
         found = compute_features(path.read_bytes())
         assert found.ink_ratio is not None and found.ink_ratio > PAGE_INK, path.name

@@ -31,8 +31,8 @@ from monitoring.validation import (
 )
 from monitoring.validation.result import translate
 from monitoring.validation.suite import INK_RATIO_MIN
+from tests.support.paths import GOLDEN
 
-GOLDEN = Path(__file__).parents[1] / "golden"
 MAX_BYTES = 20_000_000
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

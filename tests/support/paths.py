@@ -6,5 +6,5 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-GOLDEN = REPO / "tests" / "golden"
+GOLDEN = REPO / "model" / "golden"
 INKLOOP = str(Path(sys.executable).with_name("inkloop"))
