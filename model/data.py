@@ -18,6 +18,7 @@ import pickle
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -28,14 +29,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from inkloop.errors import InkloopError
 from inkloop.files import atomic_write
-from inkloop.labels import read_labels
+from inkloop.labels import read_labels, read_records
 from inkloop.text import OutOfCharset, log_dropped
 from model.charset import Charset
 from model.config import AugmentConfig, TrainConfig
 from model.nets.lines import LineNet
 from model.preprocess import line_input, to_grayscale
 from model.segment import VERSION as SEGMENTER_VERSION
-from model.segment import segment
+from model.segment import box_lines, segment
 
 log = logging.getLogger(__name__)
 
@@ -47,36 +48,75 @@ class TrainingDataError(InkloopError):
 LineItem = tuple[np.ndarray, str]  # uint8 line crop (ink = 255) at the configured height, its text
 
 
-def _page_lines(args: tuple[Path, str, int, int]) -> tuple[int, int, list[LineItem]]:
-    path, text, height, max_width = args
-    with Image.open(path) as image:
-        lines = segment(to_grayscale(image))
-    texts = text.split("\n")
-    if len(lines) != len(texts):
-        return len(lines), len(texts), []
-    crops = [
-        (np.round(line_input(line.crop, height, max_width) * 255).astype(np.uint8), t)
-        for line, t in zip(lines, texts, strict=True)
+Boxes = tuple[tuple[float, float, float, float], ...]  # a page's annotated line boxes, percent of the page
+
+
+class Page(NamedTuple):
+    """A labelled page: its image, its text, and the annotated box of each line of the text when it has them."""
+
+    path: Path
+    text: str
+    boxes: Boxes | None = None
+
+
+def read_pages(folder: Path) -> list[Page]:
+    """The pages of a labels folder. A record's "lines" ([{"text", "box"}], as `inkloop datasets export` writes)
+    give its boxes when there is one per line of the text, each with that line's text: then training crops what
+    the annotator drew instead of re-segmenting, so a page the segmenter gets wrong still teaches the reader."""
+    pages = []
+    for record in read_records(folder):
+        text, lines = record["text"], record.get("lines") or []
+        rows = text.split("\n")
+        usable = (
+            len(lines) == len(rows)
+            and all(isinstance(line, dict) and line.get("text") == row for line, row in zip(lines, rows, strict=True))
+            and all(isinstance(line.get("box"), list | tuple) and len(line["box"]) == 4 for line in lines)
+        )
+        boxes = tuple(tuple(float(v) for v in line["box"]) for line in lines) if usable else None
+        pages.append(Page(record["path"], text, boxes))  # type: ignore[arg-type]
+    return pages
+
+
+def _page_lines(args: tuple[Page, int, int]) -> tuple[int, int, list[LineItem]]:
+    page, height, max_width = args
+    with Image.open(page.path) as image:
+        gray = to_grayscale(image)
+    texts = page.text.split("\n")
+    if page.boxes is not None:
+        crops = [crop for crop in box_lines(gray, page.boxes) if crop.size]
+    else:
+        crops = [line.crop for line in segment(gray)]
+    if len(crops) != len(texts):
+        return len(crops), len(texts), []
+    items = [
+        (np.round(line_input(crop, height, max_width) * 255).astype(np.uint8), t)
+        for crop, t in zip(crops, texts, strict=True)
     ]
-    return len(lines), len(texts), crops
+    return len(crops), len(texts), items
 
 
-def _cache_path(cache_dir: Path, items: Sequence[tuple[Path, str]], height: int, max_width: int) -> Path:
+def _cache_path(cache_dir: Path, pages: Sequence[Page], height: int, max_width: int) -> Path:
     digest = hashlib.sha256(f"{SEGMENTER_VERSION}/{height}/{max_width}".encode())
-    for path, text in items:
-        digest.update(f"{path.resolve()}\0{path.stat().st_mtime_ns}\0{text}\0".encode())
+    for path, text, boxes in pages:
+        digest.update(f"{path.resolve()}\0{path.stat().st_mtime_ns}\0{text}\0{boxes}\0".encode())
     return cache_dir / f"{digest.hexdigest()[:24]}.pkl"
 
 
 def load_lines(
-    items: Sequence[tuple[Path, str]], height: int, max_width: int, workers: int = 0, cache_dir: Path | None = None
+    items: Sequence[Page | tuple[Path, str]],
+    height: int,
+    max_width: int,
+    workers: int = 0,
+    cache_dir: Path | None = None,
 ) -> list[LineItem]:
-    """Line crops and texts of every page whose segmentation agrees with its text (cached in `cache_dir`)."""
-    cache = _cache_path(cache_dir, items, height, max_width) if cache_dir is not None else None
+    """Line crops and texts of every page whose lines (annotated boxes, else the segmenter's) agree with its text
+    (cached in `cache_dir`)."""
+    pages = [item if isinstance(item, Page) else Page(*item) for item in items]
+    cache = _cache_path(cache_dir, pages, height, max_width) if cache_dir is not None else None
     if cache is not None and cache.is_file():
         with open(cache, "rb") as f:
             return pickle.load(f)
-    jobs = [(path, text, height, max_width) for path, text in items]
+    jobs = [(page, height, max_width) for page in pages]
     workers = workers or min(len(jobs) // 64 + 1, os.cpu_count() or 1)
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -86,7 +126,8 @@ def load_lines(
     agreed = sum(1 for found, wanted, _ in results if found == wanted)
     if agreed < len(results):
         log.warning(
-            "segmentation agrees with the text's line count on %d of %d pages (%.1f%%); the others are left out",
+            "the line crops (annotated boxes, else the segmenter's) agree with the text's line count on %d of %d "
+            "pages (%.1f%%); the others are left out",
             agreed,
             len(results),
             100 * agreed / max(len(results), 1),
@@ -209,7 +250,7 @@ class FolderDataModule(pl.LightningDataModule):
         super().__init__()
         self.train_dirs, self.val_dirs = [Path(d) for d in train_dirs], [Path(d) for d in val_dirs]
         self.charset, self.config, self.cache_dir = charset, config, cache_dir
-        self.val_pages: list[tuple[Path, str]] = []
+        self.val_pages: list[Page] = []
 
     def texts(self) -> list[str]:
         return [text for folder in self.train_dirs + self.val_dirs for _, text in read_labels(folder)]
@@ -217,9 +258,9 @@ class FolderDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if getattr(self, "train_set", None) is not None:
             return
-        train_items = [item for folder in self.train_dirs for item in read_labels(folder)]
+        train_items = [item for folder in self.train_dirs for item in read_pages(folder)]
         if self.val_dirs:
-            val_items = [item for folder in self.val_dirs for item in read_labels(folder)]
+            val_items = [item for folder in self.val_dirs for item in read_pages(folder)]
         else:
             val_items = [item for item in train_items if _held_for_validation(item[0], self.config.val_fraction)]
             train_items = [item for item in train_items if not _held_for_validation(item[0], self.config.val_fraction)]

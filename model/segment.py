@@ -21,6 +21,7 @@ The result is a list of `Line`s top to bottom; `crop` is the float ink map of th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,19 +39,47 @@ class Line:
     box: tuple[int, int, int, int]  # left, top, right, bottom in the deskewed working image
     angle: float  # degrees the page was rotated by before cropping
     page_size: tuple[int, int]  # width, height of the deskewed working image
+    source_size: tuple[int, int] = (0, 0)  # width, height of the working image before deskewing (0: = page_size)
 
     def percent_box(self) -> tuple[float, float, float, float]:
-        """x, y, width, height in percent of the page (Label Studio's rectangle units). The working image is the
-        page scaled (the same share of either) and deskewed by `angle`, a degree or two at most, which moves a box
-        by a few percent at worst: close enough to show an annotator which line is which."""
+        """x, y, width, height in percent of the page (Label Studio's rectangle units): the upright rectangle
+        that holds the line on the page as it is. The working image is the page scaled (the same share of either
+        side) and deskewed by `angle` with its canvas grown to fit, so the box's corners are turned back and
+        moved to the page's own frame; on a page written at a slant the rectangle is taller than the line."""
+        source = self.source_size if self.source_size != (0, 0) else self.page_size
         left, top, right, bottom = self.box
-        width, height = self.page_size
+        corners = np.array([[left, top], [right, top], [left, bottom], [right, bottom]], dtype=np.float64)
+        xs, ys = unrotate(corners, self.angle, self.page_size, source).T
+        width, height = source
+        x0, y0 = max(float(xs.min()), 0.0), max(float(ys.min()), 0.0)
+        x1, y1 = min(float(xs.max()), width), min(float(ys.max()), height)
         return (
-            round(100 * left / width, 3),
-            round(100 * top / height, 3),
-            round(100 * (right - left) / width, 3),
-            round(100 * (bottom - top) / height, 3),
+            round(100 * x0 / width, 3),
+            round(100 * y0 / height, 3),
+            round(100 * max(x1 - x0, 0.0) / width, 3),
+            round(100 * max(y1 - y0, 0.0) / height, 3),
         )
+
+
+def _rotation(angle: float) -> np.ndarray:
+    # ndimage.rotate(image, angle, reshape=True) sends (x, y) - centre_in to R @ (x, y) + centre_out.
+    t = np.deg2rad(angle)
+    return np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+
+
+def _centre(size: tuple[int, int]) -> np.ndarray:
+    return (np.array(size, dtype=np.float64) - 1) / 2
+
+
+def rotate_points(points: np.ndarray, angle: float, source: tuple[int, int], rotated: tuple[int, int]) -> np.ndarray:
+    """(n, 2) x, y points of an image of `source` (width, height) where _rotate(image, angle) (of size `rotated`)
+    has them."""
+    return (points - _centre(source)) @ _rotation(angle).T + _centre(rotated)
+
+
+def unrotate(points: np.ndarray, angle: float, rotated: tuple[int, int], source: tuple[int, int]) -> np.ndarray:
+    """rotate_points undone: where points of the rotated image were on the source image."""
+    return (points - _centre(rotated)) @ _rotation(angle) + _centre(source)
 
 
 def ink_map(gray: np.ndarray) -> np.ndarray:
@@ -178,22 +207,24 @@ def _tidy(bands: list[tuple[int, int]], profile: np.ndarray) -> list[tuple[int, 
     return out
 
 
+def _working(gray: np.ndarray) -> np.ndarray:
+    """The page at (at most) WORK_WIDTH wide: segmenting and cropping work at this resolution."""
+    h, w = gray.shape
+    if w <= WORK_WIDTH:
+        return gray
+    size = (WORK_WIDTH, max(int(h * WORK_WIDTH / w), 1))
+    return np.asarray(Image.fromarray(gray.astype(np.float32)).resize(size, Image.Resampling.BILINEAR), np.float32)
+
+
 def segment(gray: np.ndarray) -> list[Line]:
     """Text lines of a paragraph image (grayscale, 0 = black, any polarity), top to bottom."""
-    h, w = gray.shape
-    if w > WORK_WIDTH:
-        factor = WORK_WIDTH / w
-        gray = np.asarray(
-            Image.fromarray(gray.astype(np.float32)).resize(
-                (WORK_WIDTH, max(int(h * factor), 1)), Image.Resampling.BILINEAR
-            ),
-            dtype=np.float32,
-        )
+    gray = _working(gray)
     ink = ink_map(gray)
     mask = ink > 0.35
     if mask.mean() < MIN_INK_SHARE:
         return []
     angle = _deskew_angle(mask)
+    source_size = (ink.shape[1], ink.shape[0])
     ink = _rotate(ink, angle)
     mask = _remove_rules(ink > 0.35)
     profile = ndimage.uniform_filter1d(mask.sum(axis=1).astype(np.float32), size=3)
@@ -216,6 +247,40 @@ def segment(gray: np.ndarray) -> list[Line]:
                 box=(left, top, right, bottom),
                 angle=angle,
                 page_size=(ink.shape[1], ink.shape[0]),
+                source_size=source_size,
             )
         )
     return lines
+
+
+def box_lines(gray: np.ndarray, boxes: Sequence[Sequence[float]]) -> list[np.ndarray]:
+    """The line in each box (x, y, width, height in percent of the page, as annotators draw them in Label Studio
+    and percent_box gives them), as crops like `segment`'s: float32, ink = 1, deskewed, at most WORK_WIDTH wide.
+
+    An upright box around a line written at a slant also holds the ends of its neighbours, so the page is
+    deskewed as `segment` does it and the crop is the line's own band in there: centred on the box, as long as
+    the box is wide, and as tall as the box less what the slant added. A box with no area inside the page gives
+    an empty (0, 0) crop, which the caller treats as a page it cannot use."""
+    gray = _working(gray)
+    h, w = gray.shape
+    ink = ink_map(gray)
+    angle = _deskew_angle(ink > 0.35) if (ink > 0.35).mean() >= MIN_INK_SHARE else 0.0
+    turned = _rotate(ink, angle)
+    rotated = (turned.shape[1], turned.shape[0])
+    slope = abs(np.tan(np.deg2rad(angle)))
+    crops: list[np.ndarray] = []
+    for x, y, bw, bh in boxes:
+        box_w, box_h = w * bw / 100, h * bh / 100
+        if box_w <= 0 or box_h <= 0:
+            crops.append(np.zeros((0, 0), np.float32))
+            continue
+        centre = rotate_points(np.array([[w * (x + bw / 2) / 100, h * (y + bh / 2) / 100]]), angle, (w, h), rotated)[0]
+        line_w = box_w / max(np.cos(np.deg2rad(angle)), 1e-6)
+        line_h = max(box_h - box_w * slope, 0.6 * box_h)
+        left, right = int(centre[0] - line_w / 2), int(np.ceil(centre[0] + line_w / 2))
+        top, bottom = int(centre[1] - line_h / 2), int(np.ceil(centre[1] + line_h / 2))
+        left, top = max(left, 0), max(top, 0)
+        right, bottom = min(right, rotated[0]), min(bottom, rotated[1])
+        good = right > left and bottom > top
+        crops.append(turned[top:bottom, left:right] if good else np.zeros((0, 0), np.float32))
+    return crops

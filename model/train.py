@@ -143,9 +143,9 @@ def train(
     # included), so a page the segmenter gets wrong counts with the CER it really has.
     card = ModelCard(version="calibrating", charset=charset.characters, input=_input_card(config))
     recognizer = Recognizer.load(export(best.net, card, out / "model.pt"))
-    pages = recognizer.predict_paths([path for path, _ in data.val_pages])
+    pages = recognizer.predict_paths([page.path for page in data.val_pages])
     raw = np.array([p.raw_confidence for p in pages])
-    errors = np.array([cer(p.text, text) for p, (_, text) in zip(pages, data.val_pages, strict=True)])
+    errors = np.array([cer(p.text, page.text) for p, page in zip(pages, data.val_pages, strict=True)])
     calibration = fit(raw, errors)
     elapsed = time.monotonic() - started
     card = ModelCard(

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from inkloop.labels import read_records
 from model.preprocess import to_grayscale
-from model.segment import segment
+from model.segment import box_lines, segment
 from synth.fonts import FontSet
 from synth.generate import SynthOptions, generate
 from tests.support.pages import FONT
@@ -66,3 +66,32 @@ def test_a_skewed_page_is_straightened() -> None:
     lines = segment(to_grayscale(tilted))
     assert len(lines) == 3
     assert abs(lines[0].angle + 4) <= 0.5  # rotated back by about the tilt
+
+
+def test_line_boxes_hold_their_line_on_a_page_photographed_at_a_slant() -> None:
+    # The segmenter reads a deskewed, larger canvas; percent_box must turn its boxes back onto the page as it is,
+    # and box_lines must get the same lines back out of those boxes (the ends of neighbouring lines left out).
+    rows = ["the first line of this page here", "second line written below it now", "and a third one to finish"]
+    upright = Image.new("L", (900, 200), 235)
+    ImageDraw.Draw(upright).multiline_text(
+        (20, 20), "\n".join(rows), font=ImageFont.truetype(FONT, 28), fill=15, spacing=14
+    )
+    for degrees in (0.0, 2.0, -2.5):
+        page = np.asarray(upright.rotate(degrees, expand=True, fillcolor=235), dtype=np.float32)
+        lines = segment(page)
+        assert len(lines) == 3
+        ink = page < 128
+        height, width = page.shape
+        for line, below in zip(lines, [*lines[1:], None], strict=True):
+            x, y, w, h = line.percent_box()
+            top, bottom = int(y * height / 100), int(np.ceil((y + h) * height / 100))
+            left, right = int(x * width / 100), int(np.ceil((x + w) * width / 100))
+            inside = ink[top:bottom, left:right].sum()
+            # The box holds its line's ink: at least as much as the segmenter's own crop of it.
+            assert inside >= 0.95 * (line.crop > 0.5).sum(), (degrees, line.percent_box())
+            if below is not None:
+                assert y < below.percent_box()[1]  # top to bottom, on the page as it is
+        crops = box_lines(page, [line.percent_box() for line in lines])
+        for crop, line in zip(crops, lines, strict=True):
+            assert abs(crop.shape[0] - line.crop.shape[0]) <= 3 and abs(crop.shape[1] - line.crop.shape[1]) <= 6
+            assert (crop > 0.5).sum() == pytest.approx((line.crop > 0.5).sum(), rel=0.1)
