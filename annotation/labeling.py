@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 from urllib.parse import quote
 
 from inkloop.errors import InvalidTaskError, MalformedAnnotationError
+from inkloop.labels import DerivedLabel, derive_label
 from inkloop.store import validate_key
 
 LABEL_CONFIG_FILE = Path(__file__).with_name("label_config.xml")
@@ -62,13 +63,22 @@ class ParsedAnnotation:
     ls_task_id: int
     uid: str  # data["inkloop_uid"] of the task
     annotator: str  # the annotator's email as Label Studio reports it, else their Label Studio user id
-    text: str  # the paragraph; when its box was left empty, the line texts top to bottom, one per line
+    text: str  # the paragraph box; when it was left empty, the line texts top to bottom, one per line
+    paragraph: str  # the paragraph box as submitted (may be empty)
     lines: tuple[Line, ...]  # top to bottom
     unreadable: bool
     skipped: bool  # the annotator pressed Skip (Label Studio's was_cancelled)
     lead_time_s: float | None
     created_at: datetime  # timezone-aware UTC
     updated_at: datetime  # timezone-aware UTC; changes when the annotator edits a submitted answer
+
+    def raw(self) -> dict[str, Any]:
+        """The answer as submitted, kept beside the label derived from it: {"paragraph", "lines"}."""
+        return {"paragraph": self.paragraph, "lines": [dict(line, box=list(line["box"])) for line in self.lines]}
+
+    def label(self, prediction: str | None) -> DerivedLabel:
+        """What the annotator meant, given the model reading the screen was pre-filled with (inkloop.labels)."""
+        return derive_label(paragraph=self.paragraph, lines=self.lines, prediction=prediction)
 
 
 def parse_label_config(xml: str) -> LabelConfig:
@@ -401,4 +411,5 @@ def parse_annotation(
         lead_time_s=None if lead_time is None else float(lead_time),
         created_at=updated_at if created is None else _timestamp(created, f"{where}: created_at"),
         updated_at=updated_at,
+        paragraph="\n".join(paragraph).strip(),
     )

@@ -43,6 +43,7 @@ from inkloop.domain import (
     TaskReason,
     TaskState,
 )
+from inkloop.labels import LabelSource
 
 # Deterministic constraint names, identical on SQLite and PostgreSQL, so migrations can drop what they create.
 NAMING_CONVENTION = {
@@ -146,6 +147,9 @@ class Request(Base):
     line_boxes: Mapped[list[Any] | None]
     latency_ms: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(32), default="api")  # api | import (folder + JSON lines)
+    # The client's id of the writer, form or document the page belongs to, when it has one: pages sharing it are
+    # one group for dataset splits, never on both sides of one.
+    document: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     feedback: Mapped[list[Feedback]] = relationship(back_populates="request", order_by="Feedback.id")
@@ -218,8 +222,11 @@ class Annotation(Base):
     ls_annotation_id: Mapped[int]
     revision: Mapped[int] = mapped_column(default=1)
     annotator: Mapped[str] = mapped_column(String(255))
+    # The label: what the annotator meant (inkloop.labels.derive_label, from the answer and the pre-filled reading).
     text: Mapped[str | None] = mapped_column(Text)  # paragraph text, lines joined by "\n"
-    lines: Mapped[list[Any] | None]  # [{"text": ..., "box": [x, y, w, h]}, ...]
+    lines: Mapped[list[Any] | None]  # [{"text": ..., "box": [x, y, w, h]}, ...] top to bottom
+    label_source: Mapped[LabelSource | None] = mapped_column(_enum(LabelSource, "label_source"))
+    raw: Mapped[dict[str, Any] | None]  # the answer as submitted: {"paragraph": str, "lines": [...]}
     unreadable: Mapped[bool] = mapped_column(Boolean, default=False)
     skipped: Mapped[bool] = mapped_column(Boolean, default=False)
     lead_time_s: Mapped[float | None] = mapped_column(Float)
@@ -232,7 +239,11 @@ class Annotation(Base):
 
 
 class SyntheticSample(Base):
-    """A generated paragraph image and its text, with what made it (font rendering or stitched real lines)."""
+    """A generated paragraph image and its text, with what made it (font rendering or stitched real lines).
+
+    `dataset_version_id` is the version whose train split the sample was made for (stitched samples use only its
+    train lines, listed in `params["source_lines"]`): synthetic pages only ever train.
+    """
 
     __tablename__ = "synthetic_samples"
 
@@ -243,11 +254,16 @@ class SyntheticSample(Base):
     params: Mapped[dict[str, Any] | None]
     seed: Mapped[int | None] = mapped_column(BigInteger)
     batch: Mapped[str] = mapped_column(String(64), index=True)
+    dataset_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class DatasetVersion(Base):
-    """A frozen set of labelled images with their splits. `content_hash` identifies identical memberships."""
+    """A frozen set of labelled images with their splits. `content_hash` identifies identical memberships.
+
+    Written once, in one transaction with its members, and never changed. `details` records how it was built:
+    what changed from the parent, what was left out and why, the guards it passed, the split rule.
+    """
 
     __tablename__ = "dataset_versions"
 
@@ -257,6 +273,7 @@ class DatasetVersion(Base):
     content_hash: Mapped[str] = mapped_column(String(SHA256_LEN), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
     counts: Mapped[dict[str, Any] | None]
+    details: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     members: Mapped[list[DatasetMember]] = relationship(back_populates="dataset_version")
@@ -273,8 +290,20 @@ class DatasetMember(Base):
     image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"), primary_key=True, index=True)
     split: Mapped[Split] = mapped_column(_enum(Split, "split"))
     text: Mapped[str] = mapped_column(Text)
+    lines: Mapped[list[Any] | None]  # [{"text", "box"}] as annotated; a line's text "" where unknown
     annotation_id: Mapped[int | None] = mapped_column(ForeignKey("annotations.id"))
+    annotation_revision: Mapped[int | None]
     synthetic_sample_id: Mapped[int | None] = mapped_column(ForeignKey("synthetic_samples.id"))
+    # The split's unit: near-duplicates (and pages of one writer or document, where known) share a group.
+    group_key: Mapped[str | None] = mapped_column(String(SHA256_LEN))
+    # Slice facts the gates compare on, frozen with the label.
+    reason: Mapped[TaskReason | None] = mapped_column(_enum(TaskReason, "member_reason"))
+    source: Mapped[ImageSource | None] = mapped_column(_enum(ImageSource, "member_source"))
+    polarity: Mapped[str | None] = mapped_column(String(16))
+    line_count: Mapped[int | None]
+    request_id: Mapped[str | None] = mapped_column(String(36))
+    served_model: Mapped[str | None] = mapped_column(String(64))
+    served_confidence: Mapped[float | None] = mapped_column(Float)
 
     dataset_version: Mapped[DatasetVersion] = relationship(back_populates="members")
 

@@ -33,6 +33,12 @@ FLOWS: dict[str, FlowSpec] = {
     "ingest": FlowSpec("flows.ingest", "ingest", "IngestParams", timedelta(minutes=5), "validate new logged images"),
     "route": FlowSpec("flows.route", "route", "RouteParams", timedelta(minutes=15), "send images to annotators"),
     "sync": FlowSpec("flows.sync", "sync", "SyncParams", timedelta(minutes=5), "bring annotations back"),
+    "dataset": FlowSpec(
+        "flows.dataset", "dataset", "DatasetParams", timedelta(hours=24), "freeze annotations into a dataset version"
+    ),
+    "synth": FlowSpec(
+        "flows.synth", "synth", "SynthParams", timedelta(hours=24), "synthesize train pages for the newest version"
+    ),
 }
 
 

@@ -5,8 +5,11 @@ idempotent: an annotation is stored as a new revision only when its content diff
 hold, so a rerun, or two overlapping polls, store nothing twice. The poll asks for tasks updated since the last
 sync minus a margin, and a full pass (`full=True`) re-reads everything.
 
-When two annotators did the same task, their agreement (CER between their texts) is stored on the task, and a
-disagreement above the threshold marks the task `needs_review` instead of `completed`.
+Each revision stores the answer as submitted (`raw`) and the label it gives: the field the annotator edited,
+found by comparing both pre-filled copies with the model's reading (inkloop.labels.derive_label). When two
+annotators did the same task, their agreement (CER between their labels) is stored on the task, and a
+disagreement above the threshold, or one answer whose lines and paragraph were both edited differently, marks the
+task `needs_review` instead of `completed`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from db.models import Annotation, AnnotationTask
 from flows.common import IO_TASK, FlowContext, FlowSummary, flow_context, publish
 from flows.route import label_studio
 from inkloop.domain import TaskState
+from inkloop.labels import LabelSource
 from inkloop.text import cer
 
 WATERMARK = "sync"
@@ -68,12 +72,7 @@ class SyncSummary(FlowSummary):
 
 
 def _same(stored: Annotation, parsed: ParsedAnnotation) -> bool:
-    return (
-        stored.text == parsed.text
-        and (stored.lines or []) == [dict(line, box=list(line["box"])) for line in parsed.lines]
-        and stored.unreadable == parsed.unreadable
-        and stored.skipped == parsed.skipped
-    )
+    return stored.raw == parsed.raw() and stored.unreadable == parsed.unreadable and stored.skipped == parsed.skipped
 
 
 def agreement(texts: Sequence[str]) -> float | None:
@@ -92,6 +91,9 @@ def task_state(latest: Iterable[Annotation], *, disagreement_cer: float) -> tupl
     by_annotator = {a.annotator: a.text or "" for a in sorted(answered, key=lambda a: a.annotated_at)}
     score = agreement(list(by_annotator.values()))
     if score is not None and score > disagreement_cer:
+        return TaskState.needs_review, score
+    if any(a.label_source is LabelSource.conflict and not a.unreadable for a in answered):
+        # One annotator edited both the lines and the paragraph, and they disagree: a person must decide.
         return TaskState.needs_review, score
     return TaskState.completed, score
 
@@ -114,14 +116,17 @@ def store_page(
             if stored is not None and _same(stored, parsed):
                 summary.unchanged += 1
                 continue
+            label = parsed.label(task_row.prediction_text)
             row = repo.add_annotation_revision(
                 session=session,
                 task_id=task_row.id,
                 ls_annotation_id=parsed.ls_annotation_id,
                 annotator=parsed.annotator,
                 annotated_at=parsed.updated_at,
-                text=parsed.text,
-                lines=[dict(line, box=list(line["box"])) for line in parsed.lines],
+                text=label.text,
+                lines=label.lines,
+                label_source=label.source,
+                raw=parsed.raw(),
                 unreadable=parsed.unreadable,
                 skipped=parsed.skipped,
                 lead_time_s=parsed.lead_time_s,

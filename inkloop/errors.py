@@ -72,3 +72,15 @@ class MalformedAnnotationError(LabelStudioError):
 
 class InvalidTaskError(LabelStudioError):
     """A task inkloop was asked to send to Label Studio is malformed (a box outside the image, a score outside 0..1)."""
+
+
+class DatasetError(InkloopError):
+    """A dataset version cannot be built or exported as asked."""
+
+
+class EmptyDatasetError(DatasetError):
+    """Nothing to build a dataset version from."""
+
+
+class LeakageError(DatasetError):
+    """A dataset build would put the same page (or a copy of it) on two sides of a split; it is refused."""

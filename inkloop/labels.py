@@ -1,9 +1,14 @@
-"""The folder dataset format shared by `inkloop synth` (writes it) and training (reads it): images next to a
-`labels.jsonl` with one {"file": ..., "text": ...} object per line (other keys are kept as metadata)."""
+"""Labels: the folder dataset format shared by `inkloop synth` and `inkloop datasets export` (write it) and
+training (reads it): images next to a `labels.jsonl` with one {"file": ..., "text": ...} object per line (other
+keys are kept as metadata; "lines" [{"text", "box"}] gives a page's annotated line boxes); and what an
+annotator's answer in Label Studio means (derive_label)."""
 
 from __future__ import annotations
 
+import enum
 import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +47,69 @@ def read_records(folder: Path) -> list[dict[str, Any]]:
 def read_labels(folder: Path) -> list[tuple[Path, str]]:
     """(image path, text) for each record of `folder/labels.jsonl`."""
     return [(record["path"], record["text"]) for record in read_records(folder)]
+
+
+# --- what an annotator's answer means ---------------------------------------------------------------------------
+#
+# The labeling screen pre-fills two copies of the model's reading: the paragraph box and one text per line box.
+# An annotator corrects one of them (usually a line in its box) and leaves the other as it was, so the answer is
+# in whichever copy differs from the prediction it was pre-filled from. Taking the paragraph box blindly (the
+# first design) kept the model's uncorrected text whenever a line was fixed: a dataset would teach the model its
+# own mistakes.
+
+
+class LabelSource(enum.StrEnum):
+    """Which field of an answer carries the annotator's text."""
+
+    accepted = "accepted"  # neither copy edited: the model's reading was right
+    lines = "lines"  # the line texts were edited: the paragraph is the lines, top to bottom
+    paragraph = "paragraph"  # the paragraph box was edited
+    both = "both"  # both edited, and they agree
+    conflict = "conflict"  # both edited, and they disagree: a person must decide (the task needs review)
+
+
+@dataclass(frozen=True)
+class DerivedLabel:
+    text: str
+    lines: list[dict[str, Any]]  # [{"text", "box"}] top to bottom; a line's text is "" where it is not known
+    source: LabelSource
+
+
+def _rows(text: str) -> list[str]:
+    """Lines of a text with blank ones dropped and inner whitespace collapsed: what two copies must agree on."""
+    return [" ".join(row.split()) for row in text.split("\n") if row.strip()]
+
+
+def derive_label(*, paragraph: str, lines: Sequence[Mapping[str, Any]], prediction: str | None) -> DerivedLabel:
+    """The label an answer gives, from its paragraph box, its line boxes (top to bottom, each {"text", "box"}) and
+    the model reading both were pre-filled from (`prediction`; None when unknown, which counts as empty).
+
+    Edited lines give the paragraph (joined top to bottom); an edited paragraph gives the text, and its lines get
+    its rows as texts only when the counts agree (else they keep their boxes with no text); both edited and
+    disagreeing is a conflict. An empty field counts as not edited: clearing the paragraph box means "use the lines".
+    """
+    predicted = _rows(prediction or "")
+    line_rows = [" ".join(str(line.get("text") or "").split()) for line in lines]
+    written = [row for row in line_rows if row]
+    paragraph_rows = _rows(paragraph)
+    lines_edited = bool(written) and written != predicted
+    paragraph_edited = bool(paragraph_rows) and paragraph_rows != predicted
+    boxes = [{"text": row, "box": list(line.get("box") or [])} for row, line in zip(line_rows, lines, strict=True)]
+    if lines_edited and paragraph_edited:
+        if written == paragraph_rows:
+            return DerivedLabel("\n".join(written), boxes, LabelSource.both)
+        return DerivedLabel("\n".join(paragraph_rows), boxes, LabelSource.conflict)
+    if lines_edited:
+        if len(written) < len(line_rows):
+            # Some boxes were left without text (their pre-fill was empty, or the annotator cleared it) while
+            # others were typed in: the paragraph they give would be missing lines.
+            return DerivedLabel("\n".join(written), boxes, LabelSource.conflict)
+        return DerivedLabel("\n".join(written), boxes, LabelSource.lines)
+    if paragraph_edited:
+        if len(paragraph_rows) == len(boxes):
+            paired = [dict(box, text=row) for box, row in zip(boxes, paragraph_rows, strict=True)]
+        else:
+            paired = [dict(box, text="") for box in boxes]
+        return DerivedLabel("\n".join(paragraph_rows), paired, LabelSource.paragraph)
+    text = "\n".join(predicted or paragraph_rows or written)
+    return DerivedLabel(text, boxes, LabelSource.accepted)

@@ -1,5 +1,6 @@
-"""Evaluate a model artifact on a labelled folder: CER overall (total edits / total characters), by polarity and
-by font family when the labels say, and how good its confidence is (ECE, CER-vs-coverage area)."""
+"""Evaluate a model artifact on a labelled folder: CER overall (total edits / total characters), by polarity, by
+font family and, on an exported dataset version, by routing reason and stream (audit vs routed) when the labels
+say, and how good its confidence is (ECE, CER-vs-coverage area)."""
 
 from __future__ import annotations
 
@@ -60,8 +61,15 @@ def evaluate(recognizer: Recognizer, folder: Path, batch_size: int = 8, keep_pag
             keys = ["all"]
             if "dark_background" in record:
                 keys.append("polarity/" + ("light_on_dark" if record["dark_background"] else "dark_on_light"))
+            if isinstance(record.get("polarity"), str):  # an exported dataset version's slice facts
+                keys.append(f"polarity/{record['polarity']}")
             if "font_family" in record:
                 keys.append(f"font/{record['font_family']}")
+            if isinstance(record.get("reason"), str):
+                # Audit pages are a random sample of traffic (an honest estimate of production); routed ones
+                # (low confidence, flagged) lean toward hard pages. The two are never mixed in one figure.
+                keys.append(f"reason/{record['reason']}")
+                keys.append("stream/" + ("audit" if record["reason"] == "audit" else "routed"))
             for key in keys:
                 groups[key]["edits"].append(edits)
                 groups[key]["chars"].append(chars)

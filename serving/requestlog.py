@@ -51,6 +51,7 @@ class Entry:
     line_boxes: list[tuple[float, float, float, float]]
     latency_ms: float
     created_at: datetime
+    document: str | None = None
 
     def row_fields(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "data"}

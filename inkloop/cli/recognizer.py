@@ -246,6 +246,9 @@ def evaluate(
     typer.echo(f"model {report.model} on {report.pages} pages of {data}: CER {report.cer:.4f}")
     if polarity:
         typer.echo("  " + ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in polarity.items()))
+    stream = {k.split("/", 1)[1]: v for k, v in report.cer_by.items() if k.startswith("stream/")}
+    if stream:
+        typer.echo("  " + ", ".join(f"{k} pages {v:.4f}" for k, v in stream.items()) + " (audit: a random sample)")
     conf = report.confidence
     typer.echo(
         f"  confidence: mean {conf.mean or 0:.3f}, ECE {conf.ece:.3f}, "

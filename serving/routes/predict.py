@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from serving.errors import PREDICT_PATH, error
@@ -26,9 +26,21 @@ ImageField = Annotated[
     UploadFile, File(description="The page: PNG, JPEG, WEBP, TIFF, BMP or GIF.", json_schema_extra={"minLength": 1})
 ]
 
+# Printable text only: PostgreSQL refuses NUL in text, and an id with control characters is a client's bug.
+DocumentField = Annotated[
+    str | None,
+    Form(
+        description="Optional: your id of the writer, form or document this page belongs to. Pages that share it "
+        "are kept together when inkloop splits its training and test data.",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+    ),
+]
+
 
 @router.post(PREDICT_PATH, response_model=PredictResponse, responses=PREDICT_ERRORS)
-async def predict(state: AppState, image: ImageField) -> Any:
+async def predict(state: AppState, image: ImageField, document: DocumentField = None) -> Any:
     """Read the paragraph in `image`. A 200 means the image and the request's row are stored."""
     started = time.perf_counter()
     data = await image.read(state.limits.max_bytes + 1)
@@ -59,6 +71,7 @@ async def predict(state: AppState, image: ImageField) -> Any:
             line_boxes=prediction.line_boxes,
             latency_ms=latency_ms,
             created_at=datetime.now(UTC),
+            document=document,
         )
         try:
             await run_in_threadpool(state.request_log.record, entry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -138,3 +139,53 @@ def test_alembic_command_line_reads_the_url_from_settings(tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stderr
     assert _revision(f"sqlite:///{database}") == head_revision()
+
+
+def test_0004_rederives_stored_labels_from_the_answers_keeping_them_raw(database_url: str) -> None:
+    # Stored before 0004: the paragraph box as the text even where the annotator had corrected a line in its box.
+    from sqlalchemy import text
+
+    upgrade(database_url, "0003")
+    prediction = "dear Sam,\nsee yuo soon"
+    boxes = [{"text": "dear Sam,", "box": [5, 10, 80, 12]}, {"text": "see you soon", "box": [5, 30, 70, 12]}]
+    clash = [{"text": "dear Sam,", "box": [5, 10, 80, 12]}, {"text": "see you later", "box": [5, 30, 70, 12]}]
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO images (sha256, source, byte_size, status, created_at) "
+                    "VALUES (:sha, 'production', 1, 'valid', CURRENT_TIMESTAMP)"
+                ),
+                [{"sha": c * 64} for c in "ab"],
+            )
+            for task_id, sha in ((1, "a" * 64), (2, "b" * 64)):
+                connection.execute(
+                    text(
+                        "INSERT INTO annotation_tasks (id, uid, project, image_sha256, reason, priority, state, "
+                        "prediction_text, created_at, updated_at) VALUES (:id, :uid, 'p', :sha, 'audit', 0, "
+                        "'completed', :prediction, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    ),
+                    {"id": task_id, "uid": f"u{task_id}", "sha": sha, "prediction": prediction},
+                )
+            for task_id, paragraph, lines in ((1, prediction, boxes), (2, "dear Sam,\nsee you soon", clash)):
+                connection.execute(
+                    text(
+                        "INSERT INTO annotations (task_id, ls_annotation_id, revision, annotator, text, lines, "
+                        "unreadable, skipped, annotated_at, synced_at) VALUES (:task, :ls, 1, 'a', :text, :lines, "
+                        "false, false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    ),
+                    {"task": task_id, "ls": task_id, "text": paragraph, "lines": json.dumps(lines)},
+                )
+        upgrade(database_url)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT text, label_source, raw FROM annotations ORDER BY task_id")).all()
+            states = connection.execute(text("SELECT state FROM annotation_tasks ORDER BY id")).scalars().all()
+    finally:
+        engine.dispose()
+    fixed, disputed = rows
+    assert fixed.text == "dear Sam,\nsee you soon" and fixed.label_source == "lines"
+    raw = fixed.raw if isinstance(fixed.raw, dict) else json.loads(fixed.raw)
+    assert raw == {"paragraph": prediction, "lines": boxes}
+    assert disputed.label_source == "conflict"
+    assert states == ["completed", "needs_review"]

@@ -93,6 +93,23 @@ def test_bad_input_is_a_4xx_naming_the_problem_and_leaves_nothing(
     assert httpx.get(f"{live.url}/healthz").json()["rejections"][code] >= 1
 
 
+def test_a_document_id_is_logged_with_the_request_and_a_bad_one_is_refused(live: LiveServer) -> None:
+    # The client's writer/document id keeps a document's pages in one dataset split (flows/dataset.py).
+    data = golden("000003.png")
+    sent = httpx.post(
+        f"{live.url}/v1/predict", files={"image": ("p.png", data)}, data={"document": "form 7 / page 2"}, timeout=60
+    )
+    assert sent.status_code == 200, sent.text
+    row = next(r for r in live.rows() if r.request_id == sent.json()["request_id"])
+    assert row.document == "form 7 / page 2"
+    rows = len(live.rows())
+    for bad in ("x" * 129, "tab\there", "nul\x00"):
+        refused = httpx.post(f"{live.url}/v1/predict", files={"image": ("p.png", data)}, data={"document": bad})
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["error"]["code"] == "invalid_request" and "document" in refused.json()["error"]["message"]
+    assert len(live.rows()) == rows
+
+
 def test_feedback_is_stored_and_unknown_requests_are_404(live: LiveServer) -> None:
     request_id = httpx.post(f"{live.url}/v1/predict", files={"image": ("a.png", golden())}, timeout=60).json()[
         "request_id"

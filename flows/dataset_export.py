@@ -1,0 +1,142 @@
+"""Export a dataset version to the model's folder format: PNG pages and a labels.jsonl that `inkloop train` reads.
+
+Each record carries the page's annotated line boxes ("lines"), so training crops the lines the annotator drew
+instead of re-segmenting the page, and the slice facts (split, reason, polarity, ...), so `inkloop evaluate`
+reports CER per slice. The folder is written beside its destination and renamed into place at the end: an export
+that fails leaves nothing, and an existing non-empty folder is never touched.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db import repo
+from db.models import DatasetMember, SyntheticSample
+from inkloop.domain import Split
+from inkloop.errors import DatasetError
+from inkloop.labels import LABELS
+from inkloop.store import ImageStore
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MANIFEST = "dataset.json"
+
+
+@dataclass(frozen=True)
+class Exported:
+    version: str
+    folder: Path
+    pages: int
+    synthetic: int
+
+
+def _png(data: bytes) -> bytes:
+    """The page as PNG, upright: stored PNGs as they are, anything else decoded and turned by its EXIF
+    orientation, as Label Studio's browser showed it to the annotator who drew the boxes."""
+    if data.startswith(_PNG_MAGIC):
+        return data
+    with Image.open(io.BytesIO(data)) as image:
+        upright = ImageOps.exif_transpose(image) or image
+        out = io.BytesIO()
+        upright.save(out, "PNG")
+    return out.getvalue()
+
+
+def _record(member: DatasetMember, file: str) -> dict[str, Any]:
+    return {
+        "file": file,
+        "text": member.text,
+        "lines": member.lines or [],
+        "split": Split(member.split).value,
+        "image_sha256": member.image_sha256,
+        "group": member.group_key,
+        "reason": member.reason.value if member.reason is not None else None,
+        "source": member.source.value if member.source is not None else None,
+        "polarity": member.polarity,
+        "line_count": member.line_count,
+        "request_id": member.request_id,
+        "served_model": member.served_model,
+        "served_confidence": member.served_confidence,
+        "annotation_id": member.annotation_id,
+        "annotation_revision": member.annotation_revision,
+    }
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DatasetError(f"--out {out} exists and is not an empty folder: choose a new one (nothing was written)")
+
+
+def export_version(
+    session: Session,
+    store: ImageStore,
+    *,
+    version: str,
+    out: Path,
+    split: Split | None = None,
+    synthetic: bool = False,
+    workers: int = 8,
+) -> Exported:
+    """Write `version` (or one split of it) to `out`; `synthetic` adds the synthetic pages made for its train split
+    (only with the train split or all splits: synthetic pages only ever train)."""
+    out = Path(out)
+    _check_out(out)
+    row = repo.get_dataset(session=session, version=version)
+    members = repo.dataset_members(session=session, version_id=row.id, split=split)
+    samples: list[SyntheticSample] = []
+    if synthetic and split in (None, Split.train):
+        samples = list(
+            session.scalars(
+                select(SyntheticSample).where(SyntheticSample.dataset_version_id == row.id).order_by(SyntheticSample.id)
+            )
+        )
+    if not members and not samples:
+        raise DatasetError(f"dataset version {version} has no {split.value if split else ''} pages to export".strip())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        files = [f"{m.image_sha256[:20]}.png" for m in members]
+        synthetic_files = [f"synthetic-{s.image_sha256[:20]}.png" for s in samples]
+
+        def write(job: tuple[str, str]) -> None:
+            key, file = job
+            (staging / file).write_bytes(_png(store.get(key)))
+
+        jobs = [(m.image_sha256, f) for m, f in zip(members, files, strict=True)]
+        jobs += [(s.image_sha256, f) for s, f in zip(samples, synthetic_files, strict=True)]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(write, jobs))
+        with open(staging / LABELS, "w", encoding="utf-8") as labels:
+            for member, file in zip(members, files, strict=True):
+                labels.write(json.dumps(_record(member, file), ensure_ascii=False) + "\n")
+            for sample, file in zip(samples, synthetic_files, strict=True):
+                record = {"file": file, "text": sample.text, "split": "train", "generator": sample.generator}
+                record["lines"] = (sample.params or {}).get("lines", [])
+                labels.write(json.dumps(record, ensure_ascii=False) + "\n")
+        manifest = {
+            "version": row.version,
+            "content_hash": row.content_hash,
+            "split": split.value if split else "all",
+            "pages": len(members),
+            "synthetic": len(samples),
+            "counts": row.counts,
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        _check_out(out)  # nobody wrote there meanwhile
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Exported(version=row.version, folder=out, pages=len(members), synthetic=len(samples))
