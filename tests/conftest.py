@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.support.loop",
     "tests.support.pages",
     "tests.support.s3",
+    "tests.support.browser",
 ]
 
 _MARK_BY_FIXTURE = {"label_studio": "labelstudio", "postgres_server_url": "postgres", "postgres_url": "postgres"}
