@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from db import repo
-from db.models import DatasetVersion
+from db.models import Annotation, DatasetVersion
 from flows.common import IO_TASK, FlowContext, FlowSummary, flow_context, publish
 from inkloop.domain import Split, TaskReason, TaskState
 from inkloop.errors import EmptyDatasetError, LeakageError
@@ -98,7 +98,7 @@ class Plan:
     left_out: Counter[str] = field(default_factory=Counter)
 
 
-def _choose(page: repo.LabelledPage) -> tuple[Any, str | None]:
+def _choose(page: repo.LabelledPage) -> tuple[Annotation | None, str | None]:
     """The answer a page is labelled with (the newest one given), or None and why it stays out."""
     if page.state is TaskState.needs_review:
         return None, "needs_review"
@@ -119,7 +119,7 @@ def plan_version(session: Session, *, project: str, rule: SplitRule, golden: Gol
     """The members a build over `project`'s annotations would freeze (nothing is written)."""
     pages = repo.labelled_pages(session=session, project=project)
     plan = Plan(members=[])
-    chosen = []
+    chosen: list[tuple[repo.LabelledPage, Annotation]] = []
     for page in pages:
         answer, why = _choose(page)
         if answer is None:
@@ -137,7 +137,7 @@ def plan_version(session: Session, *, project: str, rule: SplitRule, golden: Gol
         if where.split is None:
             plan.left_out["near_duplicate_of_two_splits"] += 1
             continue
-        text = answer.text.strip()
+        text = (answer.text or "").strip()
         plan.members.append(
             repo.MemberSpec(
                 image_sha256=page.image_sha256,
