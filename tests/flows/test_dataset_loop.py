@@ -21,7 +21,9 @@ from flows.synth import SynthParams, synth
 from inkloop.cli.app import app
 from inkloop.domain import Split
 from inkloop.labels import read_records
-from tests.support.datasets import Page, handwritten_pages
+from inkloop.phash import NEAR_DUPLICATE_DISTANCE, hamming
+from monitoring.features import compute_features
+from tests.support.datasets import Page, handwritten_pages, rephotographed
 from tests.support.loop import Loop, valid_image
 
 pytestmark = pytest.mark.slow
@@ -87,23 +89,43 @@ def test_label_studio_answers_become_versions_synthetic_pages_and_training_data(
     answered = _annotate(loop, pages, skip={skipped})
     assert sync().completed == 7
 
-    first = dataset(DatasetParams(val_share=0.2, test_share=0.2))
+    first = dataset(DatasetParams(val_share=0.3, test_share=0.3))
     assert first.created and first.members == 7 and first.left_out == {"skipped": 1}
     members = _members(loop, first.version or "")
     assert set(members) == set(answered)
     for key, member in members.items():
         assert member.text == pages[key].text  # the corrected line reached the paragraph
         assert member.reason.value == "low_confidence" and member.served_model == "base-2"
-    assert not dataset(DatasetParams(val_share=0.2, test_share=0.2)).created
+    assert not dataset(DatasetParams(val_share=0.3, test_share=0.3)).created
+
+    # A second wave: new pages, and another photo of a held-out page (routed too: near-duplicate routing is off).
+    held_out = next(k for k, m in members.items() if m.split is not Split.train)
+    copy = rephotographed(pages[held_out])
+    distance = hamming(compute_features(copy).phash or "", compute_features(pages[held_out].data).phash or "")
+    assert distance <= NEAR_DUPLICATE_DISTANCE, f"the copy is {distance} bits from its original"
+    copy_key = valid_image(loop, copy, confidence=0.3, text=pages[held_out].reading)
+    pages[copy_key] = pages[held_out]
+    for page in handwritten_pages(12, seed=31)[8:]:
+        pages[valid_image(loop, page.data, confidence=0.3, text=page.reading, line_boxes=page.boxes)] = page
+    assert route(RouteParams(budget=20, threshold=0.9, audit_rate=0.0, near_duplicate_distance=0)).created == 5
+    answered.update(_annotate(loop, pages, skip=set()))
+    assert sync().new_annotations == 5
+    grown = dataset(DatasetParams(val_share=0.3, test_share=0.3))
+    assert grown.created and grown.parent == first.version and grown.added == 5
+    now = _members(loop, grown.version or "")
+    assert all(now[k].split is m.split for k, m in members.items())  # no old member moved
+    assert now[copy_key].split is members[held_out].split  # the copy joined its original, never train
+    splits = {s: {k for k, m in now.items() if m.split is s} for s in Split}
+    assert not (splits[Split.train] & splits[Split.val]) and not (splits[Split.train] & splits[Split.test])
 
     # An annotator changes their mind about one page: a new version; its parent keeps the old label.
     key, annotation_id = next(iter(answered.items()))
     with loop.label_studio.annotator() as annotator:
         annotator.edit(annotation_id, result=annotation_result(paragraph="a different reading"))
     assert sync().new_revisions == 1
-    second = dataset(DatasetParams(val_share=0.2, test_share=0.2))
-    assert second.created and second.parent == first.version and second.relabelled == 1
-    assert _members(loop, first.version or "")[key].text == pages[key].text
+    second = dataset(DatasetParams(val_share=0.3, test_share=0.3))
+    assert second.created and second.parent == grown.version and second.relabelled == 1
+    assert _members(loop, grown.version or "")[key].text == pages[key].text
     assert _members(loop, second.version or "")[key].text == "a different reading"
     assert _members(loop, second.version or "")[key].split is members[key].split
 
