@@ -60,6 +60,7 @@ class DatasetSummary(FlowSummary):
     relabelled: int = 0
     removed: int = 0
     left_out: dict[str, int] = {}
+    nothing_to_build: str | None = None  # why no version exists yet (a scheduled run waits, it does not fail)
 
 
 # --- plain functions --------------------------------------------------------------------------------------------
@@ -310,8 +311,12 @@ def slice_counts(session: Session, version: DatasetVersion) -> SliceCounts:
 
 @task(name="build-dataset-version", **IO_TASK)
 def _build(context: FlowContext, params: DatasetParams) -> DatasetSummary:
-    with context.transaction() as session:
-        return build_version(session, project=context.settings.label_studio_project, params=params)
+    try:
+        with context.transaction() as session:
+            return build_version(session, project=context.settings.label_studio_project, params=params)
+    except EmptyDatasetError as empty:
+        # Before the first annotations arrive, the nightly run has nothing to do: that is no failure.
+        return DatasetSummary(nothing_to_build=str(empty))
 
 
 @flow(name="dataset", validate_parameters=True)

@@ -159,3 +159,10 @@ def test_label_studio_answers_become_versions_synthetic_pages_and_training_data(
     )
     assert trained.exit_code == 0, trained.output
     assert (tmp_path / "run" / "model.pt").is_file()
+
+
+@pytest.mark.parametrize("loop", ["sqlite"], indirect=True)
+def test_the_flow_with_nothing_annotated_says_so_and_succeeds(loop: Loop) -> None:
+    summary = dataset()
+    assert summary.version is None and not summary.created
+    assert summary.nothing_to_build == "no completed annotations yet: run inkloop flow run sync"
