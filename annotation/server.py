@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from inkloop.errors import LabelStudioAuthError, LabelStudioError
-from inkloop.processes import Daemon, alive
+from inkloop.processes import Daemon, Echo, alive, quiet
 from inkloop.settings import Settings
 from inkloop.wait import WaitTimeoutError, wait_until
 
@@ -51,12 +50,6 @@ INSTALL_STAMP = ".inkloop-labelstudio-installed"
 # Environment passed through to Label Studio; everything else is left out, because Label Studio reads unprefixed
 # names such as HOST, PORT, DEBUG and USERNAME that a user's shell may set for other reasons.
 _PASSED_ENVIRONMENT = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ")
-
-Echo = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -157,8 +150,8 @@ def install(
     venv: Path,
     *,
     constraints: Path = CONSTRAINTS_FILE,
-    echo: Echo = _quiet,
-    on_pip_line: Echo = _quiet,
+    echo: Echo = quiet,
+    on_pip_line: Echo = quiet,
 ) -> bool:
     """Create `venv` with Label Studio in it, pinned by `constraints`. False when it was already there.
 
@@ -298,7 +291,7 @@ def status(ls: LocalLabelStudio) -> ServerStatus:
     )
 
 
-def up(ls: LocalLabelStudio, *, timeout_s: float = 300.0, echo: Echo = _quiet) -> tuple[ServerStatus, bool]:
+def up(ls: LocalLabelStudio, *, timeout_s: float = 300.0, echo: Echo = quiet) -> tuple[ServerStatus, bool]:
     """Start the local Label Studio and wait until it answers; (status, False) when it was already running.
 
     Raises LabelStudioError, quoting the end of the log, when it exits or stays silent for `timeout_s`.

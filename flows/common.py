@@ -7,11 +7,13 @@ would only fail again, later.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict
@@ -129,6 +131,16 @@ def summary_markdown(title: str, summary: FlowSummary) -> str:
     return "\n".join(lines)
 
 
-def publish(summary: FlowSummary, *, key: str, title: str) -> None:
-    """Show the run's summary in Prefect's UI (an artifact on the flow run, keyed so runs can be compared)."""
-    create_markdown_artifact(key=key, markdown=summary_markdown(title, summary), description="what this run did")
+S = TypeVar("S", bound=FlowSummary)
+
+
+def finish(summary: S, *, started: float, name: str, title: str) -> S:
+    """End a flow run the way every flow does: the seconds since `started` (time.perf_counter) into the summary,
+    the summary into the run's log, and into Prefect's UI as an artifact keyed `<name>-summary` (so runs of one
+    flow can be compared). Returns the summary."""
+    summary.seconds = round(time.perf_counter() - started, 2)
+    get_run_logger().info("%s %s", name, summary.model_dump_json())
+    create_markdown_artifact(
+        key=f"{name}-summary", markdown=summary_markdown(title, summary), description="what this run did"
+    )
+    return summary

@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from db import repo
 from db.models import Annotation, DatasetVersion
-from flows.common import IO_TASK, FlowContext, FlowSummary, flow_context, publish
+from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
 from inkloop.domain import Split, TaskReason, TaskState
 from inkloop.errors import EmptyDatasetError, LeakageError
 from inkloop.labels import LabelSource
@@ -323,11 +323,7 @@ def _build(context: FlowContext, params: DatasetParams) -> DatasetSummary:
 def dataset(params: DatasetParams | None = None) -> DatasetSummary:
     """Freeze the completed annotations into a new dataset version (nothing new: nothing created)."""
     params = params or DatasetParams()
-    logger = get_run_logger()
     started = time.perf_counter()
     with flow_context() as context:
         summary = _build(context, params)
-    summary.seconds = round(time.perf_counter() - started, 2)
-    logger.info("dataset %s", summary.model_dump_json())
-    publish(summary, key="dataset-summary", title="Dataset version")
-    return summary
+    return finish(summary, started=started, name="dataset", title="Dataset version")

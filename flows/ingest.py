@@ -25,7 +25,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from db import repo
-from flows.common import IO_TASK, FlowContext, FlowSummary, flow_context, publish
+from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
 from inkloop.domain import ImageSource, ImageStatus
 from inkloop.errors import ConflictError, CorruptObjectError, ObjectNotFoundError
 from inkloop.store import ImageStore
@@ -318,6 +318,4 @@ def ingest(params: IngestParams | None = None) -> IngestSummary:
         finally:
             if params.data_docs and validations:
                 summary.data_docs = _data_docs(validations, context.settings.reports_dir / "data_docs")
-    summary.seconds = round(time.perf_counter() - started, 2)
-    publish(summary, key="ingest-summary", title="Ingest")
-    return summary
+    return finish(summary, started=started, name="ingest", title="Ingest")

@@ -15,27 +15,21 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from inkloop.errors import InkloopError
-from inkloop.processes import Daemon
+from inkloop.processes import Daemon, Echo, quiet
 from inkloop.settings import Settings
 from inkloop.wait import WaitTimeoutError, wait_until
 
-Echo = Callable[[str], None]
 HOST = "127.0.0.1"
 # Prefect's temporary API counts only its own sleeps toward this timeout, so under load it fails later than it
 # says: with the default 20, a run on a 2-core machine whose cores were both busy failed 5 times in 6 (after 40-48 s
 # of wall time); with 120 all 6 started (45-78 s). It only matters when no server is up.
 EPHEMERAL_STARTUP_TIMEOUT_S = "120"
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -115,7 +109,7 @@ def status(server: LocalPrefect) -> ServerStatus:
     return ServerStatus(url=server.url, pid=server.daemon.pid(), healthy=answers(server.api_url))
 
 
-def up(server: LocalPrefect, *, timeout_s: float = 120.0, echo: Echo = _quiet) -> tuple[ServerStatus, bool]:
+def up(server: LocalPrefect, *, timeout_s: float = 120.0, echo: Echo = quiet) -> tuple[ServerStatus, bool]:
     """Start the local Prefect server and wait until it answers; (status, False) when it was already up."""
     daemon = server.daemon
     pid = daemon.pid()

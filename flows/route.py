@@ -29,7 +29,7 @@ from annotation.labeling import image_url_for, local_files_root, task_payload
 from annotation.routing import Candidate, Plan, plan
 from db import repo
 from db.models import AnnotationTask, Request
-from flows.common import IO_TASK, FlowContext, FlowSummary, flow_context, publish
+from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
 from inkloop.domain import TaskState
 from inkloop.errors import InkloopError
 from inkloop.phash import NEAR_DUPLICATE_DISTANCE
@@ -286,7 +286,4 @@ def route(params: RouteParams | None = None) -> RouteSummary:
             imported, already = _send(context, client, ls_project_id, chunk)
             summary.recovered += already
             summary.resent += len([t for t in chunk if t.uid in leftovers]) - already
-    summary.seconds = round(time.perf_counter() - started, 2)
-    logger.info("routed %s", summary.model_dump_json())
-    publish(summary, key="route-summary", title=f"Route into Label Studio project {summary.project!r}")
-    return summary
+    return finish(summary, started=started, name="route", title=f"Route into Label Studio project {summary.project!r}")

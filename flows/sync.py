@@ -28,7 +28,7 @@ from annotation.client import LabelStudioClient
 from annotation.labeling import ParsedAnnotation, parse_annotation
 from db import repo
 from db.models import Annotation, AnnotationTask
-from flows.common import IO_TASK, FlowContext, FlowSummary, flow_context, publish
+from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
 from flows.route import label_studio
 from inkloop.domain import TaskState
 from inkloop.labels import LabelSource
@@ -221,7 +221,4 @@ def sync(params: SyncParams | None = None) -> SyncSummary:
             summary = SyncSummary()
         else:
             summary = _sync(context, client, ls_project_id, params)
-    summary.seconds = round(time.perf_counter() - started, 2)
-    logger.info("synced %s", summary.model_dump_json())
-    publish(summary, key="sync-summary", title="Sync")
-    return summary
+    return finish(summary, started=started, name="sync", title="Sync")

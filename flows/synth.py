@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from db import repo
 from db.models import DatasetVersion, SyntheticSample
-from flows.common import IO_TASK, FlowContext, FlowSummary, flow_context, publish
+from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
 from inkloop.domain import ImageSource, ImageStatus, Split
 from inkloop.errors import DatasetError
 from synth.generate import Generator, SynthOptions
@@ -184,11 +184,7 @@ def _synthesize(context: FlowContext, params: SynthParams) -> SynthSummary:
 def synth(params: SynthParams | None = None) -> SynthSummary:
     """Pages stitched from a dataset version's annotated train lines, and font-rendered pages, for its train split."""
     params = params or SynthParams()
-    logger = get_run_logger()
     started = time.perf_counter()
     with flow_context() as context:
         summary = _synthesize(context, params)
-    summary.seconds = round(time.perf_counter() - started, 2)
-    logger.info("synthesized %s", summary.model_dump_json())
-    publish(summary, key="synth-summary", title="Synthetic pages")
-    return summary
+    return finish(summary, started=started, name="synth", title="Synthetic pages")

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,15 @@ from inkloop.errors import InkloopError
 from inkloop.wait import WaitTimeoutError, wait_until
 
 _LOG_ROTATE_BYTES = 20_000_000  # at a start, a longer log moves to <log>.1
+
+
+# Progress lines of a starting server ("installing ...", "waiting ..."): the CLI prints them, library callers
+# and tests pass nothing and get `quiet`.
+Echo = Callable[[str], None]
+
+
+def quiet(_: str) -> None:
+    """An Echo that says nothing."""
 
 
 @dataclass(frozen=True)

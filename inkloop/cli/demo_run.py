@@ -25,11 +25,10 @@ from flows.ingest import IngestParams, IngestSummary, ingest
 from flows.route import RouteParams, RouteSummary, route
 from flows.traffic import TrafficResult, sample_traffic, send
 from inkloop.errors import InkloopError
+from inkloop.processes import Echo
 from inkloop.settings import Settings
 from inkloop.store import ImageStore
 from serving.health import NotHealthyError, wait_until_healthy
-
-Echo = Callable[[str], None]
 
 
 @dataclass
