@@ -38,6 +38,7 @@ from inkloop.domain import (
     ImageSource,
     ImageStatus,
     ModelStatus,
+    PromotionKind,
     RunStatus,
     Split,
     TaskReason,
@@ -340,11 +341,20 @@ class ModelVersion(Base):
 
 
 class TrainingRun(Base):
-    """One training job: its dataset version, the model it started from and the candidate it produced."""
+    """One training job: its dataset version, the model it started from and the candidate it produced.
+
+    `run_key` is its identity (dataset version, parent model, resolved config): one version and config never give
+    two candidates, and a run that died is resumed from `run_dir`'s last checkpoint under the same row."""
 
     __tablename__ = "training_runs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    run_key: Mapped[str | None] = mapped_column(String(SHA256_LEN), unique=True)
+    name: Mapped[str | None] = mapped_column(String(64))  # the candidate's version
+    run_dir: Mapped[str | None] = mapped_column(String(1024))  # checkpoints, logs, the exported artifact
+    tracker: Mapped[str | None] = mapped_column(String(1024))  # where its curves are (TensorBoard run folder)
+    steps: Mapped[int | None]
+    wall_s: Mapped[float | None] = mapped_column(Float)
     dataset_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
     parent_model_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     result_model_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
@@ -365,9 +375,25 @@ class GateReport(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
     champion_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    dataset_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
     passed: Mapped[bool] = mapped_column(Boolean)
     checks: Mapped[dict[str, Any]]
     report_path: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Promotion(Base):
+    """A change of champion: by the gate, by hand, forced over a failed gate (who and why), or a rollback."""
+
+    __tablename__ = "promotions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    gate_report_id: Mapped[int | None] = mapped_column(ForeignKey("gate_reports.id"))
+    kind: Mapped[PromotionKind] = mapped_column(_enum(PromotionKind, "promotion_kind"))
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -25,13 +25,26 @@ from db.models import (
     DatasetVersion,
     Feedback,
     FlowWatermark,
+    GateReport,
     Image,
     ModelVersion,
+    Promotion,
     Request,
+    TrainingRun,
     UploadRejection,
     utcnow,
 )
-from inkloop.domain import FeedbackFlag, ImageSource, ImageStatus, ModelStatus, Split, TaskReason, TaskState
+from inkloop.domain import (
+    FeedbackFlag,
+    ImageSource,
+    ImageStatus,
+    ModelStatus,
+    PromotionKind,
+    RunStatus,
+    Split,
+    TaskReason,
+    TaskState,
+)
 from inkloop.errors import ConflictError, InkloopError, NotFoundError
 from inkloop.labels import LabelSource
 
@@ -607,6 +620,14 @@ def trained_images(*, session: Session, version_ids: Sequence[int]) -> set[str]:
     return set(session.scalars(query.distinct()))
 
 
+def trained_labels(*, session: Session, version_id: int) -> set[tuple[str, str]]:
+    """(image, text) of every train member of a version: the labels a model trained on it has seen."""
+    query = select(DatasetMember.image_sha256, DatasetMember.text).where(
+        DatasetMember.dataset_version_id == version_id, DatasetMember.split == Split.train
+    )
+    return {(sha, text) for sha, text in session.execute(query)}
+
+
 def image_phashes(*, session: Session, sha256s: Iterable[str]) -> dict[str, str | None]:
     shas = list(sha256s)
     found: dict[str, str | None] = {}
@@ -664,13 +685,29 @@ def list_models(*, session: Session) -> list[ModelVersion]:
     return list(session.scalars(select(ModelVersion).order_by(ModelVersion.created_at, ModelVersion.id)))
 
 
-def promote_model(*, session: Session, version: str, allow_rejected: bool = False) -> ModelVersion:
-    """Make `version` the champion; the previous champion becomes retired. Promoting a retired model is a rollback."""
+def promote_model(
+    *,
+    session: Session,
+    version: str,
+    allow_rejected: bool = False,
+    actor: str = "inkloop",
+    reason: str | None = None,
+    gate_report_id: int | None = None,
+    kind: PromotionKind | None = None,
+) -> ModelVersion:
+    """Make `version` the champion; the previous champion becomes retired. Promoting a retired model is a rollback.
+    Every change of champion is recorded in `promotions` with who did it and why (a model its gate rejected is
+    promoted only with `allow_rejected`, recorded as forced)."""
     model = get_model(session=session, version=version)
     if model.status is ModelStatus.champion:
         return model
     if model.status is ModelStatus.rejected and not allow_rejected:
         raise ConflictError(f"model version {version!r} was rejected by its gate; promote it explicitly to override")
+    if kind is None:
+        kind = {
+            ModelStatus.rejected: PromotionKind.forced,
+            ModelStatus.retired: PromotionKind.rollback,
+        }.get(model.status, PromotionKind.manual)
     current = session.scalar(select(ModelVersion).where(ModelVersion.status == ModelStatus.champion).with_for_update())
     try:
         with session.begin_nested():
@@ -679,9 +716,209 @@ def promote_model(*, session: Session, version: str, allow_rejected: bool = Fals
                 session.flush()  # demote first: the partial unique index allows one champion at a time
             model.status = ModelStatus.champion
             model.promoted_at = utcnow()
+            session.add(
+                Promotion(
+                    model_id=model.id,
+                    previous_id=current.id if current is not None else None,
+                    gate_report_id=gate_report_id,
+                    kind=kind,
+                    actor=actor,
+                    reason=reason,
+                )
+            )
     except IntegrityError:
         raise ConflictError(f"another promotion ran at the same time as {version!r}; rerun") from None
     return model
+
+
+def reject_model(*, session: Session, version: str) -> ModelVersion:
+    """Mark a candidate rejected (its gate report says why). A champion or retired model is left as it is."""
+    model = get_model(session=session, version=version)
+    if model.status is ModelStatus.candidate:
+        model.status = ModelStatus.rejected
+        session.flush()
+    return model
+
+
+def promotions(*, session: Session, model_id: int | None = None) -> list[Promotion]:
+    """Changes of champion, oldest first (of one model, when given)."""
+    query = select(Promotion).order_by(Promotion.created_at, Promotion.id)
+    if model_id is not None:
+        query = query.where(Promotion.model_id == model_id)
+    return list(session.scalars(query))
+
+
+# --- training runs and gate reports -----------------------------------------------------------------------------
+
+
+def training_run_by_key(*, session: Session, run_key: str) -> TrainingRun | None:
+    return session.scalar(select(TrainingRun).where(TrainingRun.run_key == run_key))
+
+
+def start_training_run(
+    *,
+    session: Session,
+    run_key: str,
+    dataset_version_id: int | None,
+    parent_model_id: int | None,
+    config: dict[str, Any],
+    device: str,
+    run_dir: str,
+    tracker: str | None,
+) -> TrainingRun:
+    """A `running` row for a new training run, named after its id (`m-0007`: the candidate's version)."""
+    row = TrainingRun(
+        run_key=run_key,
+        dataset_version_id=dataset_version_id,
+        parent_model_id=parent_model_id,
+        config=config,
+        device=device,
+        run_dir=run_dir,
+        tracker=tracker,
+        status=RunStatus.running,
+    )
+    _insert(session, row, f"a training run with key {run_key[:12]} already exists")
+    row.name = f"m-{row.id:04d}"
+    session.flush()
+    return row
+
+
+def finish_training_run(
+    *,
+    session: Session,
+    run: TrainingRun,
+    status: RunStatus,
+    result_model_id: int | None = None,
+    steps: int | None = None,
+    wall_s: float | None = None,
+    metrics: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> TrainingRun:
+    run.status = status
+    run.result_model_id = result_model_id
+    run.steps, run.wall_s, run.metrics, run.error = steps, wall_s, metrics, error
+    run.finished_at = utcnow()
+    session.flush()
+    return run
+
+
+def training_runs(*, session: Session, status: RunStatus | None = None) -> list[TrainingRun]:
+    query = select(TrainingRun).order_by(TrainingRun.id)
+    if status is not None:
+        query = query.where(TrainingRun.status == status)
+    return list(session.scalars(query))
+
+
+def training_run_of(*, session: Session, model_id: int) -> TrainingRun | None:
+    """The run that produced a model (None for a model registered by hand)."""
+    return session.scalar(select(TrainingRun).where(TrainingRun.result_model_id == model_id))
+
+
+def add_gate_report(
+    *,
+    session: Session,
+    candidate_id: int,
+    champion_id: int | None,
+    dataset_version_id: int | None,
+    passed: bool,
+    checks: dict[str, Any],
+    report_path: str | None,
+) -> GateReport:
+    row = GateReport(
+        candidate_id=candidate_id,
+        champion_id=champion_id,
+        dataset_version_id=dataset_version_id,
+        passed=passed,
+        checks=checks,
+        report_path=report_path,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def gate_reports(*, session: Session, model_id: int) -> list[GateReport]:
+    """A model's gate reports, newest first."""
+    query = select(GateReport).where(GateReport.candidate_id == model_id)
+    return list(session.scalars(query.order_by(GateReport.created_at.desc(), GateReport.id.desc())))
+
+
+def newest_candidate(*, session: Session) -> ModelVersion | None:
+    query = select(ModelVersion).where(ModelVersion.status == ModelStatus.candidate)
+    return session.scalar(query.order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc()).limit(1))
+
+
+def models_by_id(*, session: Session, ids: Iterable[int | None]) -> dict[int, ModelVersion]:
+    wanted = [i for i in set(ids) if i is not None]
+    if not wanted:
+        return {}
+    return {row.id: row for row in session.scalars(select(ModelVersion).where(ModelVersion.id.in_(wanted)))}
+
+
+# --- lineage ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Membership:
+    """An image in one dataset version: the split it had and the annotation revision its label came from."""
+
+    version: DatasetVersion
+    split: Split
+    text: str
+    annotation_id: int | None
+    annotation_revision: int | None
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where one request's page went: every arrow is a row."""
+
+    request: Request
+    image: Image | None
+    tasks: list[AnnotationTask]
+    annotations: list[Annotation]  # every revision, oldest first
+    memberships: list[Membership]  # oldest version first
+    trained: list[tuple[ModelVersion, DatasetVersion, Split]]  # models built on a version holding the page
+    served_by: ModelVersion | None  # None: the model that answered is not in the registry (the shipped one)
+
+
+def lineage(*, session: Session, request_id: str) -> Lineage:
+    request = get_request(session=session, request_id=request_id)
+    sha = request.image_sha256
+    image = session.scalar(select(Image).where(Image.sha256 == sha))
+    tasks = list(
+        session.scalars(select(AnnotationTask).where(AnnotationTask.image_sha256 == sha).order_by(AnnotationTask.id))
+    )
+    annotations = (
+        list(
+            session.scalars(
+                select(Annotation)
+                .where(Annotation.task_id.in_([t.id for t in tasks]))
+                .order_by(Annotation.annotated_at, Annotation.id)
+            )
+        )
+        if tasks
+        else []
+    )
+    rows = session.execute(
+        select(DatasetMember, DatasetVersion)
+        .join(DatasetVersion, DatasetVersion.id == DatasetMember.dataset_version_id)
+        .where(DatasetMember.image_sha256 == sha)
+        .order_by(DatasetVersion.id)
+    ).all()
+    memberships = [
+        Membership(version, Split(member.split), member.text, member.annotation_id, member.annotation_revision)
+        for member, version in rows
+    ]
+    by_version = {m.version.id: m for m in memberships}
+    trained: list[tuple[ModelVersion, DatasetVersion, Split]] = []
+    if by_version:
+        query = select(ModelVersion).where(ModelVersion.dataset_version_id.in_(list(by_version)))
+        for model in session.scalars(query.order_by(ModelVersion.id)):
+            membership = by_version[model.dataset_version_id or 0]
+            trained.append((model, membership.version, membership.split))
+    served = session.scalar(select(ModelVersion).where(ModelVersion.version == request.model_version))
+    return Lineage(request, image, tasks, annotations, memberships, trained, served)
 
 
 # --- status -----------------------------------------------------------------------------------------------------

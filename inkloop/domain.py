@@ -60,3 +60,10 @@ class RunStatus(enum.StrEnum):
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
+
+
+class PromotionKind(enum.StrEnum):
+    gate = "gate"  # every gate passed
+    manual = "manual"  # promoted by hand, no failed gate in the way
+    forced = "forced"  # promoted by hand over a failed gate: the actor and reason are recorded
+    rollback = "rollback"

@@ -84,3 +84,7 @@ class EmptyDatasetError(DatasetError):
 
 class LeakageError(DatasetError):
     """A dataset build would put the same page (or a copy of it) on two sides of a split; it is refused."""
+
+
+class BusyError(InkloopError):
+    """Another process holds the lock this work needs (two retrains never run at once)."""

@@ -33,6 +33,7 @@ EXPECTED_TABLES = {
     "drift_reports",
     "flow_watermarks",
     "upload_rejections",
+    "promotions",
 }
 
 
