@@ -31,7 +31,9 @@ class TrainConfig(BaseModel):
     augment_enabled: bool = True
     batch_size: int = Field(32, ge=1)  # lines per batch
     max_steps: int = Field(20_000, ge=1)
-    lr: float = Field(2e-3, gt=0)
+    max_minutes: float | None = Field(None, gt=0)  # wall-time bound of training itself; None: steps only
+    # 0 is allowed, and learns nothing: the memorization gate (model/gates.py) is what rejects such a config.
+    lr: float = Field(2e-3, ge=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
     val_fraction: float = Field(0.05, ge=0, lt=1)  # pages taken from --data when no --val is given

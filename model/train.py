@@ -6,14 +6,22 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.callbacks import (
+    Callback,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichProgressBar,
+    TQDMProgressBar,
+)
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from inkloop.card import InputSpec, Metrics, ModelCard, Parent, TrainingData, TrainingRun
 from inkloop.errors import InkloopError
@@ -64,6 +72,20 @@ def _warm_start(init: Path, data: FolderDataModule, config: TrainConfig, grow: b
     return charset, target, Parent(version=card.version, artifact=str(init))
 
 
+@dataclass(frozen=True)
+class Tracking:
+    """Where a run's curves go besides OUT/logs: a TensorBoard run folder (`inkloop tensorboard` shows them all),
+    with what a reader needs to tell runs apart logged as its hyperparameters."""
+
+    root: Path  # INKLOOP_HOME/tensorboard
+    run: str  # the run's folder name under root
+    tags: dict[str, str]
+
+    @property
+    def folder(self) -> Path:
+        return self.root / self.run
+
+
 def _input_card(config: TrainConfig) -> InputSpec:
     return InputSpec(
         line_height=config.line_height,
@@ -85,9 +107,13 @@ def train(
     resume: bool = False,
     version: str | None = None,
     cache_dir: Path | None = None,
+    callbacks: Sequence[Callback] = (),
+    tracking: Tracking | None = None,
+    dataset_version: str | None = None,
 ) -> TrainResult:
     """Train (or, with `init`, fine-tune) and export OUT/model.pt. `cache_dir` keeps segmented line crops
-    between runs on the same folders."""
+    between runs on the same folders; `callbacks` join Lightning's (progress reports); `tracking` adds a
+    TensorBoard run; `dataset_version` is written into the card's training data."""
     seed_everything(config.seed)
     started = time.monotonic()
     data = FolderDataModule(train_dirs, val_dirs, Charset.default(), config, cache_dir=cache_dir)
@@ -112,15 +138,26 @@ def train(
         auto_insert_metric_name=False,
     )
     interactive = sys.stderr.isatty()
+    loggers: list[Logger] = [CSVLogger(out, name="logs")]
+    if tracking is not None:
+        board = TensorBoardLogger(tracking.root, name=tracking.run, version="", default_hp_metric=False)
+        board.log_hyperparams({**tracking.tags, "config": config.model_dump(mode="json")})
+        loggers.append(board)
     trainer = pl.Trainer(
         accelerator="gpu" if cuda else "cpu",
         devices=1,
         precision=precision,
         max_steps=config.max_steps,
+        max_time=timedelta(minutes=config.max_minutes) if config.max_minutes else None,
         val_check_interval=config.val_every_steps,
         check_val_every_n_epoch=None,
-        callbacks=[checkpoints, RichProgressBar() if interactive else TQDMProgressBar(refresh_rate=50)],
-        logger=CSVLogger(out, name="logs"),
+        callbacks=[
+            checkpoints,
+            LearningRateMonitor(logging_interval="step"),
+            RichProgressBar() if interactive else TQDMProgressBar(refresh_rate=50),
+            *callbacks,
+        ],
+        logger=loggers,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=10,
@@ -131,6 +168,9 @@ def train(
         raise TrainingError(f"nothing to resume: {last} does not exist")
     trainer.fit(lit, datamodule=data, ckpt_path=str(last) if resume else None)
     fit_seconds = lit.fit_seconds()
+    if not checkpoints.best_model_path and not last.is_file():
+        # Stopped (steps or wall time) before its first validation: the weights it has are the result.
+        trainer.save_checkpoint(last)
 
     best_path = checkpoints.best_model_path or str(last)
     best = LitRecognizer.load_from_checkpoint(best_path, map_location="cpu")
@@ -158,6 +198,7 @@ def train(
             val=[str(d) for d in val_dirs],
             train_lines=len(data.train_set),
             val_pages=len(data.val_pages),
+            dataset_version=dataset_version,
         ),
         metrics={
             "val": Metrics(

@@ -195,3 +195,7 @@ def _run(jobs: Sequence[tuple[int, str]], options: SynthOptions, workers: int) -
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
     with context.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
         yield from pool.imap(_write_sample, jobs, chunksize=4)
+        # Let the workers exit on their own: the pool's exit would SIGTERM them, and forked from a Prefect flow
+        # they carry its SIGTERM handler, which prints a traceback for each.
+        pool.close()
+        pool.join()
