@@ -45,7 +45,12 @@ def read_card(path: Path) -> ModelCard:
 
 
 def register(
-    *, session: Session, store: ImageStore, path: Path, version: str | None = None
+    *,
+    session: Session,
+    store: ImageStore,
+    path: Path,
+    version: str | None = None,
+    dataset_version_id: int | None = None,
 ) -> tuple[ModelVersion, bool]:
     """Put the artifact in the store and record it as a candidate. Registering the same file under the same
     version again changes nothing; another file under a taken version is a ConflictError.
@@ -75,6 +80,7 @@ def register(
         card=card.as_dict(),
         metrics={name: m.model_dump(mode="json", exclude_none=True) for name, m in card.metrics.items()},
         parent_version=parent,
+        dataset_version_id=dataset_version_id,
     )
     return row, True
 
@@ -87,3 +93,15 @@ def materialize(store: ImageStore, key: str, cache_dir: Path) -> Path:
         return target
     write_bytes_atomic(target, store.get(key))  # get raises if the object is missing or corrupt
     return target
+
+
+def ensure_champion(*, session: Session, store: ImageStore, shipped: Path) -> ModelVersion:
+    """The champion; with none registered yet, the shipped model (what serving answers with then) is registered
+    and made the champion, so a retrain has a parent in the registry and lineage starts there."""
+    champion = repo.get_champion(session=session)
+    if champion is not None:
+        return champion
+    row, _ = register(session=session, store=store, path=shipped)
+    return repo.promote_model(
+        session=session, version=row.version, actor="inkloop", reason="first retrain: the shipped model is the champion"
+    )

@@ -1,0 +1,318 @@
+"""The gates a candidate model passes before it serves: what each one measures, typed, and the statistics behind
+them. flows/gate.py gathers the pages and runs them; model/gate_html.py renders the report a person reads.
+
+1. **Memorization** - the candidate's network and training code (its own config, learning rate included), from
+   the parent's weights, overfit one batch of the new data below a loss bound, and to at most half the loss it
+   started at, within a fixed number of steps: the training path can learn this data (model/memorize.py).
+2. **Export parity** - the TorchScript artifact and the eager network read the test pages the same.
+3. **Regression** - on frozen sets read by both models (the dataset's test split by slice, the golden pages, a
+   frozen held-out synthetic set), the 95% interval of the CER difference (candidate - champion) from a paired
+   bootstrap over pages. A decisive slice (enough pages) fails when its upper bound is above the margin; a
+   configured slice with no pages fails; the test split's CER must improve.
+4. **Calibration** - the candidate's confidence ECE on the test pages stays under a bound (routing relies on it).
+5. **Speed** - the candidate reads the test pages at most `speed_tolerance` slower than the champion, measured
+   side by side, interleaved, in one process.
+
+CER is always total edits / total characters of the pages counted, so a slice's figure is the share of its
+characters read wrong, and the bootstrap resamples pages (edits and lengths together), never characters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from inkloop.text import edit_distance
+
+# Slices every gate run must find pages for (a configured slice with no pages fails the gate).
+DEFAULT_REQUIRED = ("test/all", "golden/all", "heldout/all")
+
+
+class GateConfig(BaseModel):
+    """How strict the gates are. Each field is a gate parameter (`inkloop flow run gate -p margin=0.01`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    margin: float = Field(0.005, ge=0, description="Largest CER increase a decisive slice may show (upper bound).")
+    replicates: int = Field(2000, ge=100, description="Paired bootstrap replicates per slice.")
+    seed: int = Field(0, description="Seed of the bootstrap.")
+    level: float = Field(0.95, gt=0.5, lt=1, description="Confidence level of the intervals.")
+    min_slice_pages: int = Field(20, ge=1, description="A slice with fewer pages is reported, not decisive.")
+    required: tuple[str, ...] = Field(DEFAULT_REQUIRED, description="Slices that must have pages.")
+    ece_max: float = Field(0.05, gt=0, le=1, description="Largest confidence ECE on the test pages.")
+    speed_tolerance: float = Field(0.2, ge=0, description="The candidate may read this much slower (0.2 = 20%).")
+    speed_rounds: int = Field(5, ge=1, description="Interleaved timing rounds per model; the median counts.")
+    speed_pages: int = Field(32, ge=1, description="Pages timed per round.")
+    memorization_steps: int = Field(40, ge=1, description="Steps to overfit one batch in.")
+    memorization_lines: int = Field(4, ge=1, description="Lines in the batch to overfit.")
+    memorization_loss: float = Field(0.1, gt=0, description="CTC loss per character the batch must fall below.")
+    heldout_pages: int = Field(60, ge=0, description="Pages of the frozen held-out synthetic set.")
+    worse_pages: int = Field(12, ge=0, description="Pages that got worse shown in the report.")
+
+
+class SliceResult(BaseModel):
+    """Both models on one slice of pages, and the interval of the difference."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    pages: int
+    characters: int
+    champion_cer: float | None
+    candidate_cer: float | None
+    delta: float | None  # candidate - champion (negative: the candidate reads better)
+    low: float | None
+    high: float | None
+    decisive: bool
+    required: bool = False
+    passed: bool
+    note: str = ""
+
+
+class Check(BaseModel):
+    """One gate's verdict, a line a person reads, and its evidence."""
+
+    name: str
+    passed: bool
+    summary: str
+    details: dict[str, object] = Field(default_factory=dict)
+
+
+class WorsePage(BaseModel):
+    """A page the candidate reads worse than the champion, as the report shows it."""
+
+    set: str
+    key: str
+    truth: str
+    champion: str
+    candidate: str
+    champion_cer: float
+    candidate_cer: float
+
+
+class GateResult(BaseModel):
+    """Everything a gate run decided, stored whole in `gate_reports.checks`."""
+
+    candidate: str
+    champion: str
+    dataset_version: str | None
+    passed: bool
+    checks: list[Check]
+    slices: list[SliceResult]
+    worse: list[WorsePage] = Field(default_factory=list)
+    config: GateConfig
+    created_at: str
+    seconds: dict[str, float] = Field(default_factory=dict)
+
+    def failures(self) -> list[str]:
+        return [f"{c.name}: {c.summary}" for c in self.checks if not c.passed]
+
+    def check(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
+
+# --- the statistics ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    delta: float
+    low: float
+    high: float
+
+
+def paired_bootstrap(
+    champion_edits: Sequence[float],
+    candidate_edits: Sequence[float],
+    characters: Sequence[float],
+    *,
+    replicates: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> Interval:
+    """The CER difference (candidate - champion) over the pages, and its percentile interval from resampling
+    pages with replacement: each replicate draws the same pages for both models (paired), so the page-to-page
+    variation both share cancels, and only how differently the two read the same pages remains."""
+    a = np.asarray(champion_edits, dtype=np.float64)
+    b = np.asarray(candidate_edits, dtype=np.float64)
+    n = np.asarray(characters, dtype=np.float64)
+    if not len(a) == len(b) == len(n) or not len(n):
+        raise ValueError("the bootstrap needs the same pages, at least one, for both models")
+    delta = float((b.sum() - a.sum()) / max(n.sum(), 1.0))
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(replicates)
+    chunk = max(1, 2_000_000 // len(n))  # bounded memory: about 2M page draws at a time
+    for start in range(0, replicates, chunk):
+        draws = rng.integers(0, len(n), size=(min(chunk, replicates - start), len(n)))
+        diffs[start : start + len(draws)] = (b[draws].sum(1) - a[draws].sum(1)) / np.maximum(n[draws].sum(1), 1.0)
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(diffs, [tail, 1.0 - tail])
+    return Interval(delta=delta, low=float(low), high=float(high))
+
+
+@dataclass(frozen=True)
+class PageRead:
+    """One frozen page read by both models, with the slices it belongs to ("test/all", "test/reason/audit")."""
+
+    set: str
+    key: str
+    truth: str
+    champion: str
+    candidate: str
+    slices: tuple[str, ...]
+
+    @property
+    def characters(self) -> int:
+        return max(len(self.truth), 1)
+
+    @property
+    def champion_edits(self) -> int:
+        return edit_distance(self.champion, self.truth)
+
+    @property
+    def candidate_edits(self) -> int:
+        return edit_distance(self.candidate, self.truth)
+
+
+def slice_results(reads: Iterable[PageRead], config: GateConfig) -> list[SliceResult]:
+    """Every slice any page names (and every required one), compared with its interval and verdict."""
+    by_slice: dict[str, list[PageRead]] = {name: [] for name in config.required}
+    for read in reads:
+        for name in read.slices:
+            by_slice.setdefault(name, []).append(read)
+    results = []
+    for name in sorted(by_slice, key=lambda s: (s.split("/")[0], s.count("/"), s)):
+        pages = by_slice[name]
+        required = name in config.required
+        if not pages:
+            results.append(
+                SliceResult(
+                    name=name,
+                    pages=0,
+                    characters=0,
+                    champion_cer=None,
+                    candidate_cer=None,
+                    delta=None,
+                    low=None,
+                    high=None,
+                    decisive=False,
+                    required=required,
+                    passed=not required,
+                    note="configured slice with no pages" if required else "no pages",
+                )
+            )
+            continue
+        a = [p.champion_edits for p in pages]
+        b = [p.candidate_edits for p in pages]
+        n = [p.characters for p in pages]
+        interval = paired_bootstrap(a, b, n, replicates=config.replicates, seed=config.seed, level=config.level)
+        decisive = len(pages) >= config.min_slice_pages
+        regressed = decisive and interval.high > config.margin
+        note = (
+            f"may be worse by up to {interval.high:.4f} (> margin {config.margin})"
+            if regressed
+            else ("" if decisive else f"fewer than {config.min_slice_pages} pages: reported, not decisive")
+        )
+        results.append(
+            SliceResult(
+                name=name,
+                pages=len(pages),
+                characters=int(sum(n)),
+                champion_cer=round(sum(a) / sum(n), 5),
+                candidate_cer=round(sum(b) / sum(n), 5),
+                delta=round(interval.delta, 5),
+                low=round(interval.low, 5),
+                high=round(interval.high, 5),
+                decisive=decisive,
+                required=required,
+                passed=not regressed,
+                note=note,
+            )
+        )
+    return results
+
+
+def regression_check(slices: list[SliceResult], config: GateConfig, improve: str = "test/all") -> Check:
+    """Pass when no slice failed and the `improve` slice's CER went down."""
+    failed = [s for s in slices if not s.passed]
+    target = next((s for s in slices if s.name == improve), None)
+    improved = target is not None and target.delta is not None and target.delta < 0
+    reasons = [f"{s.name}: {s.note}" for s in failed]
+    if target is None or target.pages == 0:
+        reasons.append(f"{improve}: no pages to measure the improvement on")
+    elif not improved:
+        reasons.append(f"{improve}: CER did not improve ({target.champion_cer:.4f} -> {target.candidate_cer:.4f})")
+    decisive = sum(1 for s in slices if s.decisive)
+    if reasons:
+        summary = "; ".join(reasons)
+    else:
+        assert target is not None
+        summary = (
+            f"{improve} CER {target.champion_cer:.4f} -> {target.candidate_cer:.4f} "
+            f"(95% interval of the change {target.low:+.4f} .. {target.high:+.4f}); "
+            f"no decisive slice worse by more than {config.margin} ({decisive} decisive of {len(slices)})"
+        )
+    return Check(
+        name="regression",
+        passed=not reasons,
+        summary=summary,
+        details={"failed_slices": [s.name for s in failed], "improve": improve, "decisive_slices": decisive},
+    )
+
+
+def worse_pages(reads: Iterable[PageRead], limit: int) -> list[WorsePage]:
+    """The pages the candidate reads worse than the champion, the largest CER increase first."""
+    worse = [
+        (r.candidate_edits / r.characters - r.champion_edits / r.characters, r)
+        for r in reads
+        if r.candidate_edits > r.champion_edits
+    ]
+    worse.sort(key=lambda pair: -pair[0])
+    return [
+        WorsePage(
+            set=r.set,
+            key=r.key,
+            truth=r.truth,
+            champion=r.champion,
+            candidate=r.candidate,
+            champion_cer=round(r.champion_edits / r.characters, 4),
+            candidate_cer=round(r.candidate_edits / r.characters, 4),
+        )
+        for _, r in worse[:limit]
+    ]
+
+
+def interleaved_seconds(readers: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Wall time of each reader over `rounds` rounds, taking turns (A B A B ...) so that whatever else the
+    machine does falls on both alike. One untimed warm-up call each first."""
+    for read in readers.values():
+        read()
+    times: dict[str, list[float]] = {name: [] for name in readers}
+    for round_ in range(rounds):
+        order = list(readers) if round_ % 2 == 0 else list(reversed(list(readers)))
+        for name in order:
+            started = time.perf_counter()
+            readers[name]()
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def speed_check(times: dict[str, list[float]], config: GateConfig, pages: int) -> Check:
+    champion = float(np.median(times["champion"]))
+    candidate = float(np.median(times["candidate"]))
+    ratio = candidate / max(champion, 1e-9)
+    passed = ratio <= 1.0 + config.speed_tolerance
+    return Check(
+        name="speed",
+        passed=passed,
+        summary=(
+            f"{pages} pages: candidate {candidate:.2f} s, champion {champion:.2f} s (median of {config.speed_rounds}"
+            f" interleaved rounds), {ratio:.2f}x {'within' if passed else 'beyond'} the allowed "
+            f"{1 + config.speed_tolerance:.2f}x"
+        ),
+        details={"champion_s": champion, "candidate_s": candidate, "ratio": ratio, "times": times, "pages": pages},
+    )
