@@ -39,6 +39,10 @@ FLOWS: dict[str, FlowSpec] = {
     "synth": FlowSpec(
         "flows.synth", "synth", "SynthParams", timedelta(hours=24), "synthesize train pages for the newest version"
     ),
+    "retrain": FlowSpec(
+        "flows.retrain", "retrain", "RetrainParams", timedelta(hours=24), "fine-tune the champion on new labels"
+    ),
+    "gate": FlowSpec("flows.gate", "gate", "GateParams", timedelta(hours=24), "gate the newest candidate, promote it"),
 }
 
 
