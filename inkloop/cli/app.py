@@ -7,7 +7,18 @@ from typing import Annotated
 import typer
 
 from inkloop import __version__
-from inkloop.cli import admin, datasets, demo, flow, labelstudio, models, prefect_server, recognizer, serve
+from inkloop.cli import (
+    admin,
+    datasets,
+    demo,
+    flow,
+    labelstudio,
+    lineage,
+    models,
+    prefect_server,
+    recognizer,
+    serve,
+)
 from inkloop.cli.common import OneLineErrors
 
 app = typer.Typer(
@@ -38,5 +49,5 @@ def main(
     """inkloop: serve, log, validate, annotate, retrain and promote a handwritten-paragraph recognizer."""
 
 
-for module in (admin, recognizer, serve, models, datasets, flow, prefect_server, labelstudio, demo):
+for module in (admin, recognizer, serve, models, datasets, lineage, flow, prefect_server, labelstudio, demo):
     module.register(app)
