@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -69,8 +70,8 @@ def test_cli_register_promote_list_and_rollback(migrated_url: str, monkeypatch, 
     assert "second" in listing and "retired" in listing and "held-out CER" in listing
     rolled = runner.invoke(app, ["models", "rollback"])
     assert rolled.exit_code == 0 and f"champion: {base_version} (rolled back from second)" in rolled.output
-    shown = runner.invoke(app, ["models", "show", base_version])
-    assert shown.exit_code == 0 and '"status": "champion"' in shown.output
+    shown = runner.invoke(app, ["models", "show", base_version, "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.output)["status"] == "champion"
 
     unknown = runner.invoke(app, ["models", "promote", "nope"])
     assert unknown.exit_code == 1 and "no model version 'nope'" in unknown.output

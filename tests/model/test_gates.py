@@ -1,0 +1,123 @@
+"""The statistics and verdict rules of the gates (model/gates.py), on cases whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.gates import (
+    GateConfig,
+    PageRead,
+    paired_bootstrap,
+    regression_check,
+    slice_results,
+    speed_check,
+    worse_pages,
+)
+
+
+def test_identical_models_give_an_interval_that_contains_zero() -> None:
+    rng = np.random.default_rng(1)
+    edits = rng.integers(0, 6, size=80)
+    chars = rng.integers(40, 200, size=80)
+    interval = paired_bootstrap(edits, edits, chars, replicates=2000, seed=3)
+    assert interval.delta == 0.0
+    assert interval.low <= 0.0 <= interval.high
+
+
+def test_a_model_worse_on_every_page_has_both_bounds_above_zero() -> None:
+    rng = np.random.default_rng(2)
+    champion = rng.integers(0, 5, size=60)
+    candidate = champion + rng.integers(1, 4, size=60)  # one to three more errors on every page
+    chars = rng.integers(50, 150, size=60)
+    interval = paired_bootstrap(champion, candidate, chars, replicates=2000, seed=0)
+    assert 0.0 < interval.low <= interval.delta <= interval.high
+    expected = (candidate.sum() - champion.sum()) / chars.sum()
+    assert interval.delta == pytest.approx(expected)
+
+
+def test_pairing_makes_a_consistent_small_gain_significant() -> None:
+    """Pages vary a lot in difficulty, the candidate is better by one error on each: a paired interval excludes 0
+    (an unpaired comparison of two such noisy means would not)."""
+    rng = np.random.default_rng(5)
+    champion = rng.integers(3, 40, size=100)
+    candidate = champion - 1
+    interval = paired_bootstrap(champion, candidate, np.full(100, 120), replicates=2000, seed=1)
+    assert interval.high < 0
+
+
+def test_the_bootstrap_is_seeded_and_refuses_unequal_pages() -> None:
+    a, b, n = [1, 2, 3, 0], [2, 2, 1, 1], [50, 60, 70, 80]
+    assert paired_bootstrap(a, b, n, seed=7) == paired_bootstrap(a, b, n, seed=7)
+    with pytest.raises(ValueError):
+        paired_bootstrap([1, 2], [1], [10, 10])
+
+
+def _read(set_: str, truth: str, champion: str, candidate: str, *slices: str) -> PageRead:
+    return PageRead(set_, f"{set_}-{truth}", truth, champion, candidate, (f"{set_}/all", *slices))
+
+
+def _pages(count: int, *, worse: bool, set_: str = "test", extra: tuple[str, ...] = ()) -> list[PageRead]:
+    truth = "the quick brown fox jumps over the lazy dog"
+    wrong = "the quick brovn fox jumps ovr the lazy dog"
+    return [
+        _read(set_, f"{truth} {i}", f"{truth} {i}", f"{wrong} {i}" if worse else f"{truth} {i}", *extra)
+        for i in range(count)
+    ]
+
+
+def test_a_decisive_slice_that_regresses_fails_and_a_small_one_is_only_reported() -> None:
+    config = GateConfig(min_slice_pages=10, replicates=500, required=("test/all",))
+    reads = _pages(12, worse=False) + _pages(12, worse=True, set_="golden") + _pages(3, worse=True, set_="heldout")
+    slices = {s.name: s for s in slice_results(reads, config)}
+    assert slices["golden/all"].decisive and not slices["golden/all"].passed
+    assert slices["golden/all"].low is not None and slices["golden/all"].low > 0
+    assert not slices["heldout/all"].decisive and slices["heldout/all"].passed
+    assert "not decisive" in slices["heldout/all"].note
+    check = regression_check(list(slices.values()), config)
+    assert not check.passed and "golden/all" in check.summary
+    assert check.details["failed_slices"] == ["golden/all"]
+
+
+def test_a_configured_slice_with_no_pages_fails_the_gate() -> None:
+    config = GateConfig(min_slice_pages=5, replicates=200, required=("test/all", "test/reason/flagged"))
+    improved = [
+        _read("test", "a line of text", "a lime of text", "a line of text", "test/reason/audit") for _ in range(6)
+    ]
+    slices = slice_results(improved, config)
+    empty = next(s for s in slices if s.name == "test/reason/flagged")
+    assert empty.pages == 0 and empty.required and not empty.passed
+    check = regression_check(slices, config)
+    assert not check.passed
+    assert "test/reason/flagged: configured slice with no pages" in check.summary
+
+
+def test_the_test_split_must_improve() -> None:
+    config = GateConfig(min_slice_pages=50, replicates=200, required=("test/all",))
+    same = _pages(8, worse=False)
+    check = regression_check(slice_results(same, config), config)
+    assert not check.passed and "did not improve" in check.summary
+
+    better = [_read("test", "a line of text", "a lime of text", "a line of text") for _ in range(8)]
+    check = regression_check(slice_results(better, config), config)
+    assert check.passed, check.summary
+    assert "0.0714 -> 0.0000" in check.summary
+
+
+def test_worse_pages_come_largest_increase_first() -> None:
+    reads = [
+        _read("test", "abcdefghij", "abcdefghij", "abcdefghiX"),
+        _read("test", "klmnopqrst", "klmnopqrst", "XXmnopqrst"),
+        _read("test", "uvwxyzabcd", "uvwxyzabcX", "uvwxyzabcd"),  # better: not listed
+    ]
+    worse = worse_pages(reads, limit=5)
+    assert [w.truth for w in worse] == ["klmnopqrst", "abcdefghij"]
+    assert worse[0].candidate_cer == 0.2 and worse[0].champion_cer == 0.0
+
+
+def test_speed_passes_within_the_tolerance_and_fails_beyond_it() -> None:
+    config = GateConfig(speed_tolerance=0.2, speed_rounds=3)
+    fine = speed_check({"champion": [1.0, 1.1, 0.9], "candidate": [1.1, 1.15, 1.2]}, config, pages=10)
+    slow = speed_check({"champion": [1.0, 1.0, 1.0], "candidate": [1.3, 1.25, 1.4]}, config, pages=10)
+    assert fine.passed and not slow.passed
+    assert "1.30x beyond" in slow.summary
