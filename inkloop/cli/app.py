@@ -18,6 +18,7 @@ from inkloop.cli import (
     prefect_server,
     recognizer,
     serve,
+    tensorboard,
 )
 from inkloop.cli.common import OneLineErrors
 
@@ -49,5 +50,17 @@ def main(
     """inkloop: serve, log, validate, annotate, retrain and promote a handwritten-paragraph recognizer."""
 
 
-for module in (admin, recognizer, serve, models, datasets, lineage, flow, prefect_server, labelstudio, demo):
+for module in (
+    admin,
+    recognizer,
+    serve,
+    models,
+    datasets,
+    lineage,
+    flow,
+    prefect_server,
+    labelstudio,
+    tensorboard,
+    demo,
+):
     module.register(app)
