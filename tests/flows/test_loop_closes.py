@@ -93,6 +93,8 @@ def test_production_pages_make_a_better_champion_that_the_server_then_answers_wi
             max_steps=40,
             replay_pages=8,
             replay_val_pages=4,
+            stitched=4,
+            rendered=4,
             gate_config=GateConfig(heldout_pages=8, memorization_steps=10, speed_rounds=3, speed_tolerance=1.0),
         )
     )

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from db import repo
 from db.locks import exclusive
-from db.models import GateReport, Image, ModelVersion, Promotion, TrainingRun
+from db.models import GateReport, Image, ModelVersion, Promotion, SyntheticSample, TrainingRun
 from db.session import make_engine, session_factory, session_scope
 from flows.dataset import DatasetParams, dataset
 from flows.gate import GateParams, gate
@@ -73,6 +73,8 @@ class Installation:
             "max_steps": 40,
             "replay_pages": 8,
             "replay_val_pages": 4,
+            "stitched": 4,
+            "rendered": 4,
             "gate_config": STRICTNESS,
         }
         return RetrainParams.model_validate({**fields, **changes})
@@ -139,6 +141,7 @@ def test_new_labels_retrain_the_champion_and_a_better_candidate_is_promoted(
     assert summary.candidate == "m-0001" and summary.champion == "base-2" and summary.dataset == built.version
     assert summary.gate_passed and summary.promoted, summary.gate_failures
     assert summary.steps == 40 and summary.device == "cpu"
+    assert installation.count(SyntheticSample) >= 4  # the synth flow had not run: retrain made the version's pages
 
     with installation.session() as session:
         run = session.scalars(select(TrainingRun)).one()
@@ -237,7 +240,7 @@ def test_a_retrain_killed_mid_run_resumes_to_one_candidate(installation: Install
     often = installation.config.parent / "often.json"
     often.write_text(json.dumps({**SHORT, "val_every_steps": 10}))  # a checkpoint every 10 steps
     args = ["-p", "force=true", "-p", f"config={often}", "-p", "max_steps=40", "-p", "gate=false"]
-    args += ["-p", "replay_pages=8", "-p", "replay_val_pages=4"]
+    args += ["-p", "replay_pages=8", "-p", "replay_val_pages=4", "-p", "stitched=4", "-p", "rendered=4"]
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
         [str(REPO / ".venv" / "bin" / "inkloop"), "flow", "run", "retrain", *args],
