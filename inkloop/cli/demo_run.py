@@ -164,4 +164,6 @@ def print_report(report: DemoReport, settings: Settings, echo: Echo) -> None:
     login = f" (login {user} / {password})" if user else ""
     echo(f"flow runs    {report.prefect}")
     echo(f"annotate     {report.label_studio_url}/projects/{route_.ls_project_id}/data{login}")
-    echo("next         annotate there, then: inkloop flow run sync && inkloop datasets build")
+    echo(
+        "next         annotate there, then: inkloop flow run sync && inkloop datasets build && inkloop flow run retrain"
+    )
