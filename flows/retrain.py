@@ -87,10 +87,10 @@ class RetrainSummary(FlowSummary):
     new_labels: int = 0
     nothing_to_do: str | None = None
     candidate: str | None = None
-    resumed: bool = False
-    already_trained: bool = False
-    train_pages: int = 0
-    replay_pages: int = 0
+    resumed: bool | None = None
+    already_trained: bool | None = None
+    train_pages: int | None = None  # the version's train split and its synthetic pages
+    replay_pages: int | None = None
     charset_added: str | None = None
     steps: int | None = None
     device: str | None = None
@@ -98,7 +98,7 @@ class RetrainSummary(FlowSummary):
     val_cer: float | None = None
     tracker: str | None = None
     gate_passed: bool | None = None
-    promoted: bool = False
+    promoted: bool | None = None
     gate_failures: list[str] = Field(default_factory=list)
     gate_report: str | None = None
 
