@@ -19,7 +19,6 @@ import argparse
 import io
 import json
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -210,4 +209,4 @@ def _open(data: bytes) -> Any:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -20,10 +20,11 @@ characters read wrong, and the bootstrap resamples pages (edits and lengths toge
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict, Field
 
 from inkloop.text import edit_distance
@@ -126,9 +127,9 @@ class Interval:
 
 
 def paired_bootstrap(
-    champion_edits: Sequence[float],
-    candidate_edits: Sequence[float],
-    characters: Sequence[float],
+    champion_edits: ArrayLike,
+    candidate_edits: ArrayLike,
+    characters: ArrayLike,
     *,
     replicates: int = 2000,
     seed: int = 0,
