@@ -192,7 +192,12 @@ def test_a_candidate_trained_on_shuffled_labels_is_rejected_naming_the_slice(
     summary = retrain(installation.params(force=True, gate_config=strict, config=None, max_steps=30))
     assert summary.candidate == "m-0001" and summary.gate_passed is False and not summary.promoted
     regression = next(f for f in summary.gate_failures if f.startswith("regression:"))
-    assert "test/all" in regression
+    with installation.session() as session:
+        report = session.scalars(select(GateReport)).one()
+        failed = next(c for c in report.checks["checks"] if c["name"] == "regression")["details"]["failed_slices"]
+    # Which test slices fall depends on the draw (learning "write in capitals" from the wrong texts can even help the
+    # capitals traffic); the golden pages, ordinary handwriting, always do. Every failed slice is named.
+    assert "golden/all" in failed and all(name in regression for name in failed)
     with installation.session() as session:
         assert repo.get_model(session=session, version="m-0001").status is ModelStatus.rejected
         assert repo.get_champion(session=session).version == "base-2"  # type: ignore[union-attr]

@@ -31,8 +31,14 @@ def test_parameters_are_parsed_and_checked() -> None:
         parse_params("ingest", ["batchsize=5"])
     with pytest.raises(InkloopError, match="not key=value"):
         parse_params("sync", ["full"])
-    with pytest.raises(InkloopError, match="no flow named 'retrain'"):
-        parse_params("retrain", [])
+    retrain_params = parse_params("retrain", ["force=true", "max_steps=5", "wait=false"])
+    assert getattr(retrain_params, "force", None) is True and getattr(retrain_params, "max_steps", None) == 5
+    gate_params = parse_params("gate", ["model=m-0004", "margin=0.01"])
+    assert getattr(gate_params, "margin", None) == 0.01 and getattr(gate_params, "model", None) == "m-0004"
+    with pytest.raises(InkloopError, match="margin"):
+        parse_params("gate", ["margin=-1"])
+    with pytest.raises(InkloopError, match="no flow named 'nightly'"):
+        parse_params("nightly", [])
 
 
 @pytest.mark.slow
