@@ -16,92 +16,18 @@ and its `audit` slice, the unbiased sample), with the 95% interval of the change
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
+import sys
 import tempfile
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from store_bench import machine
 
-
-def _pages(count: int, seed: int) -> list[tuple[bytes, str, list[tuple[float, float, float, float]] | None]]:
-    from model.preprocess import page_lines
-    from synth.fonts import FontSet
-    from synth.generate import Generator, SynthOptions
-
-    options = SynthOptions(
-        count=count, seed=seed, max_lines=6, dark_share=0.0, caps_share=1.0, font_set=FontSet.heldout
-    )
-    generator = Generator(options)
-    found = []
-    for index in range(count):
-        image, text, _ = generator.sample(index)
-        out = io.BytesIO()
-        image.save(out, "PNG")
-        lines = page_lines(image)
-        boxes = [line.percent_box() for line in lines] if len(lines) == len(text.split("\n")) else None
-        found.append((out.getvalue(), text, boxes))
-    return found
-
-
-def _record(session: Any, store: Any, data: bytes, text: str, boxes: Any, audit: bool, reading: str) -> None:
-    """One page as the loop leaves it after sync: logged, validated, routed and answered (lines fixed in place)."""
-    from db import repo
-    from db.models import AnnotationTask
-    from inkloop.labels import derive_label
-    from monitoring.features import compute_features
-
-    key = store.put(data)
-    features = compute_features(data)
-    request_id, now = str(uuid.uuid4()), datetime.now(UTC)
-    repo.log_request(
-        session=session,
-        request_id=request_id,
-        image_sha256=key,
-        image_bytes=len(data),
-        model_version="base-2",
-        text=reading,
-        confidence=0.5,
-        line_boxes=boxes,
-        latency_ms=1.0,
-        created_at=now,
-    )
-    repo.upsert_image(session=session, sha256=key, source="production", byte_size=len(data))
-    repo.set_image_validation(
-        session=session, sha256=key, status="valid", features=features.as_dict(), phash=features.phash
-    )
-    task = AnnotationTask(
-        uid=str(uuid.uuid4()),
-        project="bench",
-        image_sha256=key,
-        request_id=request_id,
-        reason="audit" if audit else "low_confidence",
-        state="completed",
-        model_version="base-2",
-        prediction_text=reading,
-        completed_at=now,
-    )
-    session.add(task)
-    session.flush()
-    rows = text.split("\n")
-    lines = [{"text": t, "box": list(b)} for t, b in zip(rows, boxes, strict=True)] if boxes else []
-    label = derive_label(paragraph=reading if boxes else text, lines=lines, prediction=reading)
-    repo.add_annotation_revision(
-        session=session,
-        task_id=task.id,
-        ls_annotation_id=task.id,
-        annotator="bench@example.com",
-        annotated_at=now,
-        text=label.text,
-        lines=label.lines,
-        label_source=label.source,
-        raw={"paragraph": reading, "lines": lines},
-    )
+# The annotated pages are made the way the test suite makes them (tests/support/datasets.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
@@ -125,18 +51,22 @@ def main() -> None:
     )
     from db.migrate import upgrade
     from db.session import make_engine, session_factory, session_scope
+    from inkloop.domain import TaskReason
     from inkloop.store import ImageStore
-    from model.recognizer import Recognizer
+    from synth.fonts import FontSet
+    from synth.generate import SynthOptions
+    from tests.support.datasets import labelled, synthetic_pages
 
     upgrade(os.environ["INKLOOP_DATABASE_URL"])
     store = ImageStore(str(home / "store"))
-    pages = _pages(args.pages, seed=2024)
-    shipped = Recognizer.load()
-    readings = [p.text for p in shipped.predict_images([_open(d) for d, _, _ in pages])]
+    options = SynthOptions(
+        count=args.pages, seed=2024, max_lines=6, dark_share=0.0, caps_share=1.0, font_set=FontSet.heldout
+    )
     engine = make_engine(os.environ["INKLOOP_DATABASE_URL"])
     with session_scope(session_factory(engine)) as session:
-        for i, ((data, text, boxes), reading) in enumerate(zip(pages, readings, strict=True)):
-            _record(session, store, data, text, boxes, audit=i % 3 == 0, reading=reading)
+        for i, page in enumerate(synthetic_pages(options)):
+            reason = TaskReason.audit if i % 3 == 0 else TaskReason.low_confidence
+            labelled(session, store, page, project="bench", reason=reason)
     engine.dispose()
 
     from prefect.testing.utilities import prefect_test_harness
@@ -199,13 +129,6 @@ def main() -> None:
         "report": gated.report,
     }
     print(json.dumps(result, indent=2))
-
-
-def _open(data: bytes) -> Any:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        return image.copy()
 
 
 if __name__ == "__main__":

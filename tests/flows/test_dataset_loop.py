@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotation.labeling import annotation_result, label_config
+from annotation.labeling import annotation_result
 from db import repo
 from db.models import SyntheticSample
 from flows.dataset import DatasetParams, dataset
@@ -24,7 +24,7 @@ from inkloop.labels import read_records
 from inkloop.phash import NEAR_DUPLICATE_DISTANCE, hamming
 from monitoring.features import compute_features
 from tests.support.datasets import Page, handwritten_pages, rephotographed
-from tests.support.loop import Loop, valid_image
+from tests.support.loop import Loop, prefilled, valid_image
 
 pytestmark = pytest.mark.slow
 
@@ -34,19 +34,6 @@ TINY_CONFIG = {
     "val_fraction": 0.25,
     "net": {"widths": [8, 16, 24, 32], "lstm_hidden": 16, "lstm_layers": 1},
 }
-
-
-def _prefilled(task: dict[str, Any]) -> tuple[str, list[tuple[float, ...]]]:
-    """The paragraph and the line boxes the labeling screen shows pre-filled (the model's reading)."""
-    (prediction,) = task["predictions"]
-    config = label_config()
-    paragraph = next(r["value"]["text"][0] for r in prediction["result"] if r["from_name"] == config.paragraph)
-    boxes = [
-        tuple(r["value"][k] for k in ("x", "y", "width", "height"))
-        for r in prediction["result"]
-        if r["from_name"] == config.lines
-    ]
-    return paragraph, sorted(boxes, key=lambda b: (b[1], b[0]))
 
 
 def _annotate(loop: Loop, pages: dict[str, Page], skip: set[str]) -> dict[str, int]:
@@ -61,7 +48,7 @@ def _annotate(loop: Loop, pages: dict[str, Page], skip: set[str]) -> dict[str, i
             if key in skip:
                 annotator.skip(task["id"])
                 continue
-            paragraph, boxes = _prefilled(task)
+            paragraph, boxes = prefilled(task)
             page = pages[key]
             assert paragraph == page.reading
             rows = page.text.split("\n")

@@ -9,13 +9,12 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from annotation.labeling import annotation_result, label_config
+from annotation.labeling import annotation_result
 from flows.dataset import DatasetParams, dataset
 from flows.ingest import IngestParams, ingest
 from flows.retrain import RetrainParams, retrain
@@ -24,7 +23,7 @@ from flows.sync import sync
 from inkloop.cli.app import app
 from model.gates import GateConfig
 from tests.support.datasets import Page, shifted_pages
-from tests.support.loop import Loop
+from tests.support.loop import Loop, prefilled
 
 pytestmark = pytest.mark.slow
 
@@ -34,22 +33,11 @@ def _answer(loop: Loop, pages: dict[str, Page]) -> int:
     lines, else retype the paragraph. Returns how many were answered."""
     project = loop.tasks()[0].ls_project_id
     assert project is not None
-    config = label_config()
     answered = 0
     with loop.label_studio.annotator() as annotator:
         while (task := annotator.next_task(project)) is not None:
             page = pages[task["data"]["image_sha256"]]
-            (prediction,) = task["predictions"]
-            results: list[dict[str, Any]] = prediction["result"]
-            paragraph = next(r["value"]["text"][0] for r in results if r["from_name"] == config.paragraph)
-            boxes = sorted(
-                (
-                    tuple(r["value"][k] for k in ("x", "y", "width", "height"))
-                    for r in results
-                    if r["from_name"] == config.lines
-                ),
-                key=lambda b: (b[1], b[0]),
-            )
+            paragraph, boxes = prefilled(task)
             rows = page.text.split("\n")
             if len(boxes) == len(rows):
                 lines = [{"text": row, "box": box} for row, box in zip(rows, boxes, strict=True)]

@@ -46,18 +46,19 @@ class Page:
 
 
 def handwritten_pages(count: int, seed: int) -> list[Page]:
-    return _pages(SynthOptions(count=count, seed=seed, max_lines=3, dark_share=0.0))
+    return synthetic_pages(SynthOptions(count=count, seed=seed, max_lines=3, dark_share=0.0))
 
 
 def shifted_pages(count: int, seed: int) -> list[Page]:
     """Traffic the shipped model reads poorly: block capitals in the held-out handwriting families (it never
     trained on those hands; capitals it saw only in its second stage)."""
-    return _pages(
+    return synthetic_pages(
         SynthOptions(count=count, seed=seed, max_lines=3, dark_share=0.0, caps_share=1.0, font_set=FontSet.heldout)
     )
 
 
-def _pages(options: SynthOptions) -> list[Page]:
+def synthetic_pages(options: SynthOptions) -> list[Page]:
+    """Rendered pages with their text and, where the segmenter finds one line per text line, their line boxes."""
     count = options.count
     generator = Generator(options)
     pages = []

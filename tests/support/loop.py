@@ -168,3 +168,19 @@ def valid_image(
         if flagged:
             repo.add_feedback(session=session, request_id=request_id, flag="incorrect")
     return key
+
+
+def prefilled(task: dict[str, Any]) -> tuple[str, list[tuple[float, ...]]]:
+    """The paragraph and the line boxes (top to bottom) a Label Studio task's labeling screen shows pre-filled:
+    the model's reading, as an annotator finds it."""
+    from annotation.labeling import label_config
+
+    (prediction,) = task["predictions"]
+    config = label_config()
+    paragraph = next(r["value"]["text"][0] for r in prediction["result"] if r["from_name"] == config.paragraph)
+    boxes = [
+        tuple(r["value"][k] for k in ("x", "y", "width", "height"))
+        for r in prediction["result"]
+        if r["from_name"] == config.lines
+    ]
+    return paragraph, sorted(boxes, key=lambda b: (b[1], b[0]))
