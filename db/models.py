@@ -34,11 +34,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from inkloop.domain import (
+    DriftVerdict,
     FeedbackFlag,
     ImageSource,
     ImageStatus,
     ModelStatus,
     PromotionKind,
+    ReferenceKind,
     RunStatus,
     Split,
     TaskReason,
@@ -398,20 +400,44 @@ class Promotion(Base):
 
 
 class DriftReport(Base):
-    """An Evidently comparison of a reference window with a current window of production traffic."""
+    """An Evidently comparison of a reference window with a current window of production traffic.
+
+    `window_key` names the two windows; a rerun for the same windows replaces its row (monitoring/drift.py).
+    `summary` is inkloop's own record of the result (monitoring.drift.DriftSummary), not Evidently's snapshot,
+    whose format changes between versions."""
 
     __tablename__ = "drift_reports"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    window_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    reference_kind: Mapped[ReferenceKind | None] = mapped_column(_enum(ReferenceKind, "reference_kind"))
     reference_start: Mapped[datetime | None]
     reference_end: Mapped[datetime | None]
     current_start: Mapped[datetime]
-    current_end: Mapped[datetime]
+    current_end: Mapped[datetime] = mapped_column(index=True)
+    reference_rows: Mapped[int | None]
+    current_rows: Mapped[int | None]
     model_version: Mapped[str | None] = mapped_column(String(64))
+    verdict: Mapped[DriftVerdict | None] = mapped_column(_enum(DriftVerdict, "drift_verdict"))
     drift_detected: Mapped[bool] = mapped_column(Boolean)
     summary: Mapped[dict[str, Any]]
     html_path: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class DriftReference(Base):
+    """A reference window pinned by an ML engineer (`inkloop drift reference`). The newest row not cleared is the
+    one drift reports compare with; older rows are the history of choices."""
+
+    __tablename__ = "drift_references"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    start: Mapped[datetime]
+    end: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cleared_at: Mapped[datetime | None]
 
 
 class FlowWatermark(Base):

@@ -67,3 +67,19 @@ class PromotionKind(enum.StrEnum):
     manual = "manual"  # promoted by hand, no failed gate in the way
     forced = "forced"  # promoted by hand over a failed gate: the actor and reason are recorded
     rollback = "rollback"
+
+
+class DriftVerdict(enum.StrEnum):
+    drifted = "drifted"  # enough columns moved: production no longer looks like the reference
+    stable = "stable"
+    not_enough_data = "not_enough_data"  # a window had too few rows to compare: no verdict, never a false alarm
+
+
+class ReferenceKind(enum.StrEnum):
+    """Where a drift report's reference window came from (flows/drift.py picks it in this order)."""
+
+    given = "given"  # passed to this run
+    pinned = "pinned"  # chosen by an ML engineer: `inkloop drift reference --from --to`
+    promotion = "promotion"  # the days after the champion was promoted
+    first_traffic = "first_traffic"  # the first days of production traffic
+    none = "none"  # no traffic before the current window

@@ -34,6 +34,7 @@ EXPECTED_TABLES = {
     "flow_watermarks",
     "upload_rejections",
     "promotions",
+    "drift_references",
 }
 
 
