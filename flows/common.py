@@ -117,10 +117,12 @@ class FlowSummary(BaseModel):
 def _shown(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {_shown(v)}" for k, v in value.items())  # keys are codes: blank, low_confidence
+    if isinstance(value, list):
+        return ", ".join(_shown(v) for v in value)
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:,.2f}".rstrip("0").rstrip(".")
+    if isinstance(value, float):  # a rate or error to 4 decimals (CER 0.0191), a count or duration to 2
+        return f"{value:,.{4 if abs(value) < 1 else 2}f}".rstrip("0").rstrip(".")
     return str(value)
 
 

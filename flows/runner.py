@@ -43,6 +43,9 @@ FLOWS: dict[str, FlowSpec] = {
         "flows.retrain", "retrain", "RetrainParams", timedelta(hours=24), "fine-tune the champion on new labels"
     ),
     "gate": FlowSpec("flows.gate", "gate", "GateParams", timedelta(hours=24), "gate the newest candidate, promote it"),
+    "drift": FlowSpec(
+        "flows.drift", "drift", "DriftParams", timedelta(hours=24), "compare production with its reference window"
+    ),
 }
 
 
