@@ -11,6 +11,7 @@ from inkloop.cli import (
     admin,
     datasets,
     demo,
+    drift,
     flow,
     labelstudio,
     lineage,
@@ -61,6 +62,7 @@ for module in (
     prefect_server,
     labelstudio,
     tensorboard,
+    drift,
     demo,
 ):
     module.register(app)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import signal
 import socket
+import subprocess
 from typing import Any
 
 import typer
@@ -11,6 +13,8 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from inkloop.errors import InkloopError, first_line
+
+_STOP_S = 10.0  # how long a server in the foreground gets to exit after Ctrl-C or SIGTERM before it is killed
 
 
 class OneLineErrors(TyperGroup):
@@ -75,3 +79,35 @@ def require_free_port(host: str, port: int) -> None:
         except OSError as exc:
             reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
             raise InkloopError(f"port {port} on {host} {reason}; choose another with --port") from None
+
+
+def foreground(command: list[str], env: dict[str, str] | None = None) -> tuple[int, bool]:
+    """Run `command` until it exits, Ctrl-C is pressed or this process gets SIGTERM; (its exit code, whether it was
+    stopped by Ctrl-C or SIGTERM rather than exiting on its own).
+
+    Ctrl-C reaches the child too (the terminal signals the whole foreground process group); SIGTERM, sent to this
+    process alone, is passed on, so stopping `inkloop tensorboard` or `inkloop drift ui` never leaves its server
+    behind."""
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=env)
+    stopped = False
+
+    def pass_on(signum: int, _frame: Any) -> None:
+        nonlocal stopped
+        stopped = True
+        process.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, pass_on)
+    try:
+        try:
+            return process.wait(), stopped
+        except KeyboardInterrupt:
+            try:
+                return process.wait(timeout=_STOP_S), True
+            except subprocess.TimeoutExpired:
+                process.kill()
+                return process.wait(), True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if process.poll() is None:  # a second Ctrl-C while waiting for it to stop
+            process.kill()
+            process.wait()

@@ -3,19 +3,15 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from inkloop.cli.common import require_free_port
+from inkloop.cli.common import foreground, require_free_port
 from inkloop.errors import InkloopError
 from inkloop.settings import load_settings
-
-_STOP_S = 10.0  # how long TensorBoard gets to exit after Ctrl-C or SIGTERM before it is killed
 
 
 def tensorboard_runs(logdir: Path) -> list[str]:
@@ -42,40 +38,9 @@ def tensorboard(
     else:
         typer.echo(f"no training runs yet in {logdir}; runs appear here as `inkloop flow run retrain` trains them")
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", host, "--port", str(port)]
-    code, stopped = _foreground(command)
+    code, stopped = foreground(command)
     if code != 0 and not stopped:
         raise InkloopError(f"TensorBoard exited with code {code}; its messages are above")
-
-
-def _foreground(command: list[str]) -> tuple[int, bool]:
-    """Run `command` until it exits, Ctrl-C is pressed or this process gets SIGTERM; (its exit code, whether it was
-    stopped by Ctrl-C or SIGTERM rather than exiting on its own).
-
-    Ctrl-C reaches the child too (the terminal signals the whole foreground process group); SIGTERM, sent to this
-    process alone, is passed on, so stopping `inkloop tensorboard` never leaves a TensorBoard behind."""
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
-    stopped = False
-
-    def pass_on(signum: int, _frame: Any) -> None:
-        nonlocal stopped
-        stopped = True
-        process.send_signal(signum)
-
-    previous = signal.signal(signal.SIGTERM, pass_on)
-    try:
-        try:
-            return process.wait(), stopped
-        except KeyboardInterrupt:
-            try:
-                return process.wait(timeout=_STOP_S), True
-            except subprocess.TimeoutExpired:
-                process.kill()
-                return process.wait(), True
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if process.poll() is None:  # a second Ctrl-C while waiting for it to stop
-            process.kill()
-            process.wait()
 
 
 def register(app: typer.Typer) -> None:

@@ -313,7 +313,7 @@ def test_tensorboard_without_runs_says_so_and_a_taken_port_is_one_line(
         started.append(command)
         return 0, False
 
-    monkeypatch.setattr(tensorboard, "_foreground", run_nothing)
+    monkeypatch.setattr(tensorboard, "foreground", run_nothing)
     port = free_port()
     output = _ok("tensorboard", "--port", str(port))
     logdir = inkloop_home.resolve() / "tensorboard"
