@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.support.pages",
     "tests.support.s3",
     "tests.support.browser",
+    "tests.support.drift",
 ]
 
 _MARK_BY_FIXTURE = {"label_studio": "labelstudio", "postgres_server_url": "postgres", "postgres_url": "postgres"}
