@@ -9,18 +9,19 @@ from typing import Annotated
 
 import typer
 
+from flows.runner import FLOWS
 from inkloop.cli.common import group, print_fields
 from inkloop.errors import InkloopError
 from inkloop.settings import load_settings
 
-flow_app = group("The data flows (Prefect): ingest, route, sync.")
+flow_app = group(f"The Prefect flows: {', '.join(FLOWS)}.")
 
 VERBOSE = typer.Option("--verbose", "-v", help="Show Prefect's own log lines too.")
 
 
 @flow_app.command("run")
 def flow_run(
-    name: Annotated[str, typer.Argument(help="ingest, route or sync.")],
+    name: Annotated[str, typer.Argument(help=", ".join(FLOWS))],
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="A flow parameter as key=value (repeat), e.g. -p batch_size=200."),

@@ -40,7 +40,22 @@ def _environment(service: dict[str, Any]) -> dict[str, str]:
 
 
 def test_expected_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) >= {"postgres", "labelstudio", "prefect-server", "prefect-worker", "api"}
+    assert set(compose["services"]) >= {
+        "postgres",
+        "labelstudio",
+        "prefect-server",
+        "prefect-worker",
+        "api",
+        "flows",
+        "drift-ui",
+    }
+
+
+def test_the_drift_ui_has_no_login_so_it_is_published_on_loopback_only(compose: dict[str, Any]) -> None:
+    service = compose["services"]["drift-ui"]
+    assert service["ports"] == ["127.0.0.1:8001:8001"]
+    assert service["command"][:3] == ["inkloop", "drift", "ui"]
+    assert "inkloop-data:/var/lib/inkloop" in service["volumes"]  # the workspace the drift flow writes
 
 
 def test_every_service_has_a_health_check(compose: dict[str, Any]) -> None:
