@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
-import subprocess
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -17,13 +15,13 @@ import pytest
 from typer.testing import CliRunner
 
 from db import repo
-from db.session import make_engine, session_factory, session_scope
 from inkloop.cli.app import app
 from inkloop.cli.common import require_free_port
 from inkloop.wait import wait_until
 from monitoring import drift_workspace
-from tests.support.paths import INKLOOP
+from tests.support.databases import session_on
 from tests.support.ports import free_port
+from tests.support.servers import inkloop_process
 
 runner = CliRunner()
 
@@ -59,13 +57,9 @@ def test_a_reference_window_is_pinned_shown_and_unpinned(cli_env: str) -> None:
     # A zoned time is converted to UTC.
     code, out = _drift("reference", "--from", "2026-11-02T01:00+02:00", "--to", "2026-11-03T00:00Z")
     assert code == 0 and out.splitlines()[0] == "pinned reference window 2026-11-01 23:00 .. 2026-11-03 00:00 UTC"
-    engine = make_engine(cli_env)
-    try:
-        with session_scope(session_factory(engine)) as session:
-            pinned = repo.drift_reference(session=session)
-            assert pinned is not None and pinned.start == datetime(2026, 11, 1, 23, tzinfo=UTC)
-    finally:
-        engine.dispose()
+    with session_on(cli_env) as session:
+        pinned = repo.drift_reference(session=session)
+        assert pinned is not None and pinned.start == datetime(2026, 11, 1, 23, tzinfo=UTC)
 
     code, out = _drift("reference", "--clear")
     assert code == 0 and out.startswith("unpinned the reference window")
@@ -98,15 +92,7 @@ def _get(url: str) -> Any:
 def test_drift_ui_serves_the_workspace_until_terminated(tmp_path: Path) -> None:
     home = tmp_path / "home"
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INKLOOP_")}, "INKLOOP_HOME": str(home)}
-    process = subprocess.Popen(
-        [INKLOOP, "drift", "ui", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    process = inkloop_process("drift", "ui", "--port", str(port), home=home)
     try:
 
         def projects() -> list[dict[str, Any]]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -28,8 +26,8 @@ from inkloop.wait import wait_until
 from model.gates import Check, GateConfig, GateResult, SliceResult
 from model.recognizer import SHIPPED_MODEL
 from model.registry import register
-from tests.support.paths import INKLOOP
 from tests.support.ports import free_port
+from tests.support.servers import inkloop_process
 
 runner = CliRunner()
 
@@ -269,15 +267,7 @@ def test_tensorboard_serves_the_training_runs_until_terminated(tmp_path: Path) -
     writer.add_scalar("val/cer", 0.05, 1)
     writer.close()
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INKLOOP_")}, "INKLOOP_HOME": str(home)}
-    process = subprocess.Popen(
-        [INKLOOP, "tensorboard", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    process = inkloop_process("tensorboard", "--port", str(port), home=home)
     try:
 
         def runs() -> list[str]:

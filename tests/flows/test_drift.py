@@ -18,11 +18,10 @@ from sqlalchemy.orm import Session
 
 from db import repo
 from db.models import DriftReport
-from db.session import make_engine, session_factory, session_scope
 from flows.drift import DriftFlowSummary, DriftParams, drift, resolve_windows
 from inkloop.domain import DriftVerdict, PromotionKind, ReferenceKind
 from monitoring import drift_workspace
-from tests.support.databases import BACKENDS
+from tests.support.databases import BACKENDS, session_on
 from tests.support.drift import Traffic, record
 
 pytestmark = pytest.mark.slow
@@ -39,12 +38,8 @@ class Installation:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        engine = make_engine(self.url)
-        try:
-            with session_scope(session_factory(engine)) as session:
-                yield session
-        finally:
-            engine.dispose()
+        with session_on(self.url) as session:
+            yield session
 
     def reports(self) -> list[DriftReport]:
         with self.session() as session:

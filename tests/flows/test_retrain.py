@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from db import repo
 from db.locks import exclusive
 from db.models import GateReport, Image, ModelVersion, Promotion, SyntheticSample, TrainingRun
-from db.session import make_engine, session_factory, session_scope
+from db.session import make_engine
 from flows.dataset import DatasetParams, dataset
 from flows.gate import GateParams, gate
 from flows.retrain import RetrainParams, retrain
@@ -34,7 +34,7 @@ from inkloop.errors import BusyError
 from inkloop.store import ImageStore
 from model.gates import GateConfig
 from model.registry import read_card
-from tests.support.databases import BACKENDS
+from tests.support.databases import BACKENDS, session_on
 from tests.support.datasets import Page, labelled, shifted_pages
 from tests.support.paths import REPO
 
@@ -60,12 +60,8 @@ class Installation:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        engine = make_engine(self.url)
-        try:
-            with session_scope(session_factory(engine)) as session:
-                yield session
-        finally:
-            engine.dispose()
+        with session_on(self.url) as session:
+            yield session
 
     def params(self, **changes: object) -> RetrainParams:
         fields: dict[str, object] = {

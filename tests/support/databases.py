@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -112,4 +113,17 @@ def session(migrated_url: str) -> Iterator[Session]:
         yield db_session
     finally:
         db_session.close()
+        engine.dispose()
+
+
+@contextmanager
+def session_on(url: str) -> Iterator[Session]:
+    """A committed transaction on the database at `url`, on an engine of its own (disposed afterwards)."""
+    from db.session import make_engine, session_factory, session_scope
+
+    engine = make_engine(url)
+    try:
+        with session_scope(session_factory(engine)) as session:
+            yield session
+    finally:
         engine.dispose()

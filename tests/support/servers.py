@@ -22,6 +22,20 @@ from tests.support.paths import INKLOOP
 from tests.support.ports import free_port
 
 
+def inkloop_process(*args: str, home: Path) -> subprocess.Popen[str]:
+    """`inkloop ARGS` as a real process on its own INKLOOP_HOME (the machine's other INKLOOP_* variables left out),
+    stdout and stderr piped as text."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("INKLOOP_")}, "INKLOOP_HOME": str(home)}
+    return subprocess.Popen(
+        [INKLOOP, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 @dataclass
 class LiveServer:
     """One `inkloop serve` process with its own home, database and store."""
