@@ -31,6 +31,7 @@ of inkloop sees only DriftSummary.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -439,8 +440,6 @@ def compare(
     tags: Sequence[str] = (),
 ) -> DriftResult:
     """The drift report of two windows: the verdict, the per-column drift and the CER check."""
-    import time
-
     started = time.perf_counter()
     current_facts = facts(current, current_requests, current_refusals)
     reference_facts = facts(reference, reference_requests, reference_refusals) if reference else None
