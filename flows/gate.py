@@ -50,6 +50,7 @@ from model.gates import (
     GateResult,
     PageRead,
     interleaved_seconds,
+    parity_check,
     regression_check,
     slice_results,
     speed_check,
@@ -288,31 +289,9 @@ def run_gates(
     tests = [p for p in pages if p.set == "test"] or [p for p in pages if p.set == "golden"]
     eager = _read(eager_recognizer(candidate_path), tests)
     scripted = [b for p, b in zip(pages, candidate_reads, strict=True) if p.set == tests[0].set] if tests else []
-    differ = [i for i, (e, s) in enumerate(zip(eager, scripted, strict=True)) if e.text != s.text]
+    where = tests[0].set if tests else "test"
     checks.append(
-        Check(
-            name="export_parity",
-            passed=bool(tests) and not differ,
-            summary=(
-                f"TorchScript and eager read all {len(tests)} {tests[0].set} pages alike"
-                if tests and not differ
-                else f"{len(differ)} of {len(tests)} pages read differently by TorchScript and eager"
-                if tests
-                else "no pages to compare on"
-            ),
-            details={
-                "pages": len(tests),
-                "differ": [
-                    {
-                        "key": tests[i].key,
-                        "torchscript": scripted[i].text,
-                        "eager": eager[i].text,
-                        "cer": cer(scripted[i].text, eager[i].text),
-                    }
-                    for i in differ[:10]
-                ],
-            },
-        )
+        parity_check([p.key for p in tests], [r.text for r in scripted], [r.text for r in eager], config, where)
     )
     seconds["export_parity"] = round(time.perf_counter() - started, 2)
 

@@ -9,6 +9,7 @@ from model.gates import (
     GateConfig,
     PageRead,
     paired_bootstrap,
+    parity_check,
     regression_check,
     slice_results,
     speed_check,
@@ -121,3 +122,26 @@ def test_speed_passes_within_the_tolerance_and_fails_beyond_it() -> None:
     slow = speed_check({"champion": [1.0, 1.0, 1.0], "candidate": [1.3, 1.25, 1.4]}, config, pages=10)
     assert fine.passed and not slow.passed
     assert "1.30x beyond" in slow.summary
+
+
+def test_export_parity_tolerates_a_flipped_near_tie_and_fails_an_export_bug() -> None:
+    config = GateConfig()
+    keys = ["a", "b", "c"]
+    pages = ["the quick brown fox jumps over the lazy dog " * 8] * 3  # 352 characters each
+    same = parity_check(keys, pages, list(pages), config, "golden")
+    assert same.passed and same.summary == "TorchScript and eager read all 3 golden pages alike"
+
+    flipped = [pages[0].replace("quick", "quiek", 1), *pages[1:]]  # one character of 1,056
+    near = parity_check(keys, flipped, pages, config, "golden")
+    assert near.passed
+    assert near.summary == (
+        "1 of 3 golden pages read differently by TorchScript and eager: CER between the readings 0.0009 "
+        "(within the bound 0.002)"
+    )
+    assert near.details["differ"][0]["key"] == "a"
+
+    shifted = [p.replace("o", "0") for p in pages]  # a wrong charset order: every "o" read as another class
+    bug = parity_check(keys, shifted, pages, config, "test")
+    assert not bug.passed and "over the bound 0.002" in bug.summary
+
+    assert not parity_check([], [], [], config, "test").passed
