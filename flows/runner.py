@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from inkloop.errors import InkloopError
+from inkloop.schedules import Schedule, parse_schedule, parse_schedules
 
 if TYPE_CHECKING:  # flows.common imports prefect, which must wait until prefect_server.use_prefect has run
     from flows.common import FlowSummary
@@ -25,26 +26,27 @@ class FlowSpec:
     module: str
     flow: str
     params: str
-    every: timedelta  # default schedule of its deployment
+    schedule: str  # its deployment's default schedule (inkloop/schedules.py); INKLOOP_SCHEDULES overrides it
     what: str
 
 
+# The schedules a team starts from: traffic moves every few minutes; the dataset is frozen at 01:00 UTC and the
+# retrain (which runs only with enough new labels, and gates its candidate) follows at 02:00; drift at 06:00, on
+# the day that just ended. synth and gate run inside retrain, so they are deployed without a schedule.
 FLOWS: dict[str, FlowSpec] = {
-    "ingest": FlowSpec("flows.ingest", "ingest", "IngestParams", timedelta(minutes=5), "validate new logged images"),
-    "route": FlowSpec("flows.route", "route", "RouteParams", timedelta(minutes=15), "send images to annotators"),
-    "sync": FlowSpec("flows.sync", "sync", "SyncParams", timedelta(minutes=5), "bring annotations back"),
+    "ingest": FlowSpec("flows.ingest", "ingest", "IngestParams", "every 5m", "validate new logged images"),
+    "route": FlowSpec("flows.route", "route", "RouteParams", "every 15m", "send images to annotators"),
+    "sync": FlowSpec("flows.sync", "sync", "SyncParams", "every 5m", "bring annotations back"),
     "dataset": FlowSpec(
-        "flows.dataset", "dataset", "DatasetParams", timedelta(hours=24), "freeze annotations into a dataset version"
+        "flows.dataset", "dataset", "DatasetParams", "0 1 * * *", "freeze annotations into a dataset version"
     ),
-    "synth": FlowSpec(
-        "flows.synth", "synth", "SynthParams", timedelta(hours=24), "synthesize train pages for the newest version"
-    ),
+    "synth": FlowSpec("flows.synth", "synth", "SynthParams", "off", "synthesize train pages for the newest version"),
     "retrain": FlowSpec(
-        "flows.retrain", "retrain", "RetrainParams", timedelta(hours=24), "fine-tune the champion on new labels"
+        "flows.retrain", "retrain", "RetrainParams", "0 2 * * *", "fine-tune the champion on new labels"
     ),
-    "gate": FlowSpec("flows.gate", "gate", "GateParams", timedelta(hours=24), "gate the newest candidate, promote it"),
+    "gate": FlowSpec("flows.gate", "gate", "GateParams", "off", "gate the newest candidate, promote it"),
     "drift": FlowSpec(
-        "flows.drift", "drift", "DriftParams", timedelta(hours=24), "compare production with its reference window"
+        "flows.drift", "drift", "DriftParams", "0 6 * * *", "compare production with its reference window"
     ),
 }
 
@@ -91,18 +93,45 @@ def run(name: str, params: BaseModel) -> FlowSummary:
     return summary
 
 
+def schedules(overrides: str = "", every: dict[str, timedelta] | None = None) -> dict[str, Schedule]:
+    """Each flow's schedule: its default, then INKLOOP_SCHEDULES (`overrides`), then `every` (intervals)."""
+    plan = {name: parse_schedule(spec.schedule) for name, spec in FLOWS.items()}
+    for name, schedule in parse_schedules(overrides).items():
+        if name not in FLOWS:
+            raise InkloopError(f"INKLOOP_SCHEDULES names no flow {name!r}; the flows are {', '.join(FLOWS)}")
+        plan[name] = schedule
+    plan.update({name: Schedule(interval=interval) for name, interval in (every or {}).items()})
+    return plan
+
+
 def deployments(every: dict[str, timedelta] | None = None) -> list[Any]:
-    """One deployment per flow, each on its interval (`every` overrides the defaults)."""
-    every = every or {}
+    """One deployment per flow, on its schedule (settings, then `every`), each with at most
+    INKLOOP_FLOW_CONCURRENCY runs at a time: a run scheduled while another is running waits in Prefect's queue
+    (ENQUEUE) instead of colliding with it."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.schedules import Cron
+
+    from inkloop.settings import load_settings
+
+    settings = load_settings()
+    plan = schedules(settings.schedules, every)
+    limit = ConcurrencyLimitConfig(limit=settings.flow_concurrency, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE)
     result = []
     for name, spec in FLOWS.items():
         flow, _ = load(name)
+        schedule = plan[name]
+        when: dict[str, Any] = {}
+        if schedule.interval is not None:
+            when["interval"] = schedule.interval
+        elif schedule.cron is not None:
+            when["schedule"] = Cron(schedule.cron, timezone="UTC")  # as documented, whatever the server's zone
         result.append(
             flow.to_deployment(
                 name=f"inkloop-{name}",
-                interval=every.get(name, spec.every),
-                description=f"inkloop {name}: {spec.what}",
+                description=f"inkloop {name}: {spec.what} ({schedule.describe()})",
                 tags=["inkloop"],
+                concurrency_limit=limit,
+                **when,
             )
         )
     return result

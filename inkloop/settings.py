@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from inkloop.errors import SettingsError
+from inkloop.schedules import parse_schedules
 
 ENV_PREFIX = "INKLOOP_"
 
@@ -92,6 +93,13 @@ class Settings(BaseSettings):
         True,
         description="Log every prediction (image + row). false only to measure the log's cost: nothing is kept.",
     )
+    schedules: str = Field(
+        "",
+        description="Overrides of the flows' schedules, `name=spec; ...` (spec: every 5m, a UTC cron, off).",
+    )
+    flow_concurrency: int = Field(
+        1, ge=1, description="Runs of one scheduled flow at a time; more wait their turn in Prefect's queue."
+    )
     debug: bool = Field(False, description="Show tracebacks on errors.")
 
     @field_validator("home", mode="after")
@@ -100,6 +108,12 @@ class Settings(BaseSettings):
         if not str(value).strip():
             raise ValueError("must not be empty")
         return value.expanduser().resolve()
+
+    @field_validator("schedules", mode="after")
+    @classmethod
+    def _schedules(cls, value: str) -> str:
+        parse_schedules(value)  # a ValueError names the bad pair
+        return value
 
     @field_validator("label_studio_url", mode="after")
     @classmethod

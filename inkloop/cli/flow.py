@@ -60,9 +60,10 @@ def flow_serve(
     ] = None,
     verbose: Annotated[bool, VERBOSE] = False,
 ) -> None:
-    """Serve the flows as scheduled Prefect deployments (ingest and sync every 5 minutes, route every 15) until
-    interrupted. This process runs the scheduled runs; the Prefect UI shows them. Without PREFECT_API_URL it starts
-    the local Prefect server first (schedules need one)."""
+    """Serve the flows as scheduled Prefect deployments until interrupted: ingest and sync every 5 minutes, route
+    every 15, the dataset at 01:00 UTC, retrain at 02:00 (it gates its candidate), drift at 06:00; INKLOOP_SCHEDULES
+    changes them, --every too. This process runs the scheduled runs; the Prefect UI shows them. Without
+    PREFECT_API_URL it starts the local Prefect server first (schedules need one)."""
     from db.session import open_ready_engine
     from flows import prefect_server
 
@@ -86,9 +87,12 @@ def flow_serve(
         local = prefect_server.LocalPrefect.from_settings(settings)
         prefect_server.up(local, echo=typer.echo)
         typer.echo(f"runs, logs and schedules: {local.url} (stop the server: inkloop prefect down)")
-    prefect_server.use_prefect(settings, verbose=verbose)
-    from flows.runner import serve
+    from flows.runner import schedules, serve
 
+    plan = schedules(settings.schedules, intervals)
+    print_fields({f"  {name}": schedule.describe() for name, schedule in plan.items()})
+    typer.echo(f"  at most {settings.flow_concurrency} run of each flow at a time; the next waits its turn")
+    prefect_server.use_prefect(settings, verbose=verbose)
     serve(intervals)
 
 

@@ -6,13 +6,15 @@ import asyncio
 import json
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flows.ingest import IngestParams
 from flows.route import RouteParams
-from flows.runner import FLOWS, deployments, parse_params
+from flows.runner import deployments, parse_params, schedules
 from inkloop.errors import InkloopError
 from tests.support.loop import Loop
 
@@ -41,25 +43,65 @@ def test_parameters_are_parsed_and_checked() -> None:
         parse_params("nightly", [])
 
 
-@pytest.mark.slow
-def test_deployments_register_with_their_schedules(prefect_harness: None) -> None:
+def _registered(built: list[Any]) -> dict[str, tuple[str, int | None, str | None]]:
+    """deployment name -> (its schedule as registered, its concurrency limit, its collision strategy)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.schedules import IntervalSchedule
+    from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
 
-    built = deployments()
     ids = [d.apply() for d in built]
 
-    async def read() -> dict[str, float]:
+    async def read() -> dict[str, tuple[str, int | None, str | None]]:
         async with get_client() as client:
             found = {}
             for deployment_id in ids:
                 deployment = await client.read_deployment(deployment_id)
-                (schedule,) = deployment.schedules
-                assert isinstance(schedule.schedule, IntervalSchedule)
-                found[deployment.name] = schedule.schedule.interval.total_seconds()
+                shown = "off"
+                if deployment.schedules:
+                    (entry,) = deployment.schedules
+                    schedule = entry.schedule
+                    if isinstance(schedule, IntervalSchedule):
+                        shown = f"every {schedule.interval.total_seconds():g}s"
+                    else:
+                        assert isinstance(schedule, CronSchedule)
+                        shown = f"{schedule.cron} {schedule.timezone}"
+                limit = deployment.global_concurrency_limit.limit if deployment.global_concurrency_limit else None
+                options = deployment.concurrency_options
+                found[deployment.name] = (shown, limit, options.collision_strategy.value if options else None)
             return found
 
-    assert asyncio.run(read()) == {f"inkloop-{n}": spec.every.total_seconds() for n, spec in FLOWS.items()}
+    return asyncio.run(read())
+
+
+@pytest.mark.slow
+def test_deployments_register_with_their_schedules_and_one_run_at_a_time(prefect_harness: None) -> None:
+    assert _registered(deployments()) == {
+        "inkloop-ingest": ("every 300s", 1, "ENQUEUE"),
+        "inkloop-route": ("every 900s", 1, "ENQUEUE"),
+        "inkloop-sync": ("every 300s", 1, "ENQUEUE"),
+        "inkloop-dataset": ("0 1 * * * UTC", 1, "ENQUEUE"),
+        "inkloop-synth": ("off", 1, "ENQUEUE"),
+        "inkloop-retrain": ("0 2 * * * UTC", 1, "ENQUEUE"),
+        "inkloop-gate": ("off", 1, "ENQUEUE"),
+        "inkloop-drift": ("0 6 * * * UTC", 1, "ENQUEUE"),
+    }
+
+
+@pytest.mark.slow
+def test_schedules_and_limits_are_settings(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INKLOOP_SCHEDULES", "retrain=0 3 * * 1-5; drift=every 6h; ingest=off")
+    monkeypatch.setenv("INKLOOP_FLOW_CONCURRENCY", "2")
+    found = _registered(deployments(every={"sync": timedelta(minutes=1)}))
+    assert found["inkloop-retrain"] == ("0 3 * * 1-5 UTC", 2, "ENQUEUE")
+    assert found["inkloop-drift"] == ("every 21600s", 2, "ENQUEUE")
+    assert found["inkloop-ingest"] == ("off", 2, "ENQUEUE")
+    assert found["inkloop-sync"] == ("every 60s", 2, "ENQUEUE")  # --every wins over the settings
+    assert found["inkloop-route"] == ("every 900s", 2, "ENQUEUE")
+
+
+def test_a_schedule_for_no_flow_is_a_clear_error() -> None:
+    with pytest.raises(InkloopError, match="INKLOOP_SCHEDULES names no flow 'nightly'; the flows are ingest, route"):
+        schedules("nightly=0 2 * * *")
+    assert schedules("")["retrain"].describe() == "cron 0 2 * * * (UTC)"
 
 
 def test_flow_run_from_the_command_line(loop: Loop, tmp_path: Path) -> None:

@@ -40,6 +40,8 @@ def test_relative_home_is_made_absolute(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ("INKLOOP_LABEL_STUDIO_URL", "ftp://host", "http:// or https://"),
         ("INKLOOP_MAX_UPLOAD_BYTES", "0", "greater than 0"),
         ("INKLOOP_DEBUG", "maybe", "valid boolean"),
+        ("INKLOOP_SCHEDULES", "retrain=nightly", "is not 'every N' with a unit s, m, h or d"),
+        ("INKLOOP_FLOW_CONCURRENCY", "0", "greater than or equal to 1"),
     ],
 )
 def test_malformed_value_names_variable_and_value(
