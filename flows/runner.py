@@ -8,6 +8,7 @@ local API) is chosen by flows/prefect_server.py before prefect is imported.
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,8 @@ class FlowSpec:
 
 # The schedules a team starts from: traffic moves every few minutes; the dataset is frozen at 01:00 UTC and the
 # retrain (which runs only with enough new labels, and gates its candidate) follows at 02:00; drift at 06:00, on
-# the day that just ended. synth and gate run inside retrain, so they are deployed without a schedule.
+# the day that just ended. synth and gate run inside retrain, and the loop runs every step (the demo's way), so
+# they are deployed without a schedule.
 FLOWS: dict[str, FlowSpec] = {
     "ingest": FlowSpec("flows.ingest", "ingest", "IngestParams", "every 5m", "validate new logged images"),
     "route": FlowSpec("flows.route", "route", "RouteParams", "every 15m", "send images to annotators"),
@@ -48,6 +50,7 @@ FLOWS: dict[str, FlowSpec] = {
     "drift": FlowSpec(
         "flows.drift", "drift", "DriftParams", "0 6 * * *", "compare production with its reference window"
     ),
+    "loop": FlowSpec("flows.loop", "loop", "LoopParams", "off", "every step once: ingest to retrain, then drift"),
 }
 
 
@@ -73,10 +76,19 @@ def parse_params(name: str, pairs: list[str]) -> BaseModel:
         if not sep or not key.strip():
             raise InkloopError(f"parameter {pair!r} is not key=value")
         raw[key.strip().replace("-", "_")] = value.strip()
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value.lower() in ("", "none", "null"):
+            values[key] = None
+        elif value[:1] in "{[":  # a nested step's parameters (the loop's), or a list
+            try:
+                values[key] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise InkloopError(f"parameter {key}: {value!r} is not valid JSON ({exc.msg})") from None
+        else:
+            values[key] = value
     try:
-        return model.model_validate(
-            {k: (None if v.lower() in ("", "none", "null") else v) for k, v in raw.items()}, strict=False
-        )
+        return model.model_validate(values, strict=False)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in exc.errors())
         known = ", ".join(model.model_fields)

@@ -83,6 +83,7 @@ def test_deployments_register_with_their_schedules_and_one_run_at_a_time(prefect
         "inkloop-retrain": ("0 2 * * * UTC", 1, "ENQUEUE"),
         "inkloop-gate": ("off", 1, "ENQUEUE"),
         "inkloop-drift": ("0 6 * * * UTC", 1, "ENQUEUE"),
+        "inkloop-loop": ("off", 1, "ENQUEUE"),
     }
 
 
