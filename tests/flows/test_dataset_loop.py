@@ -24,7 +24,7 @@ from inkloop.labels import read_records
 from inkloop.phash import NEAR_DUPLICATE_DISTANCE, hamming
 from monitoring.features import compute_features
 from tests.support.datasets import Page, handwritten_pages, rephotographed
-from tests.support.loop import Loop, prefilled, valid_image
+from tests.support.loop import Loop, correction, prefilled, valid_image
 
 pytestmark = pytest.mark.slow
 
@@ -48,16 +48,9 @@ def _annotate(loop: Loop, pages: dict[str, Page], skip: set[str]) -> dict[str, i
             if key in skip:
                 annotator.skip(task["id"])
                 continue
-            paragraph, boxes = prefilled(task)
             page = pages[key]
-            assert paragraph == page.reading
-            rows = page.text.split("\n")
-            if len(boxes) == len(rows):
-                lines = [{"text": row, "box": box} for row, box in zip(rows, boxes, strict=True)]
-                result = annotation_result(paragraph=paragraph, lines=lines)
-            else:
-                result = annotation_result(paragraph=page.text, lines=[{"text": "", "box": b} for b in boxes])
-            answered[key] = annotator.submit(task["id"], result=result, lead_time=5.0)["id"]
+            assert prefilled(task)[0] == page.reading
+            answered[key] = annotator.submit(task["id"], result=correction(task, page), lead_time=5.0)["id"]
     return answered
 
 

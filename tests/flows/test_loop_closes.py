@@ -14,39 +14,16 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from annotation.labeling import annotation_result
 from flows.dataset import DatasetParams, dataset
 from flows.ingest import IngestParams, ingest
-from flows.retrain import RetrainParams, retrain
+from flows.retrain import retrain
 from flows.route import RouteParams, route
 from flows.sync import sync
 from inkloop.cli.app import app
-from model.gates import GateConfig
 from tests.support.datasets import Page, shifted_pages
-from tests.support.loop import Loop, prefilled
+from tests.support.loop import Loop, answer_all, short_retrain
 
 pytestmark = pytest.mark.slow
-
-
-def _answer(loop: Loop, pages: dict[str, Page]) -> int:
-    """Answer every open task as an annotator does: correct each line in its box where the boxes match the text's
-    lines, else retype the paragraph. Returns how many were answered."""
-    project = loop.tasks()[0].ls_project_id
-    assert project is not None
-    answered = 0
-    with loop.label_studio.annotator() as annotator:
-        while (task := annotator.next_task(project)) is not None:
-            page = pages[task["data"]["image_sha256"]]
-            paragraph, boxes = prefilled(task)
-            rows = page.text.split("\n")
-            if len(boxes) == len(rows):
-                lines = [{"text": row, "box": box} for row, box in zip(rows, boxes, strict=True)]
-                result = annotation_result(paragraph=paragraph, lines=lines)
-            else:
-                result = annotation_result(paragraph=page.text, lines=[{"text": "", "box": b} for b in boxes])
-            annotator.submit(task["id"], result=result, lead_time=4.0)
-            answered += 1
-    return answered
 
 
 def test_production_pages_make_a_better_champion_that_the_server_then_answers_with(
@@ -67,25 +44,13 @@ def test_production_pages_make_a_better_champion_that_the_server_then_answers_wi
     routed = route(RouteParams(budget=50, threshold=1.0, audit_rate=0.3))
     # Everything below full confidence, and an audit sample of the rest: nearly every page.
     assert routed.created >= 20 and routed.created_by_reason.get("audit", 0) > 0
-    assert _answer(loop, pages) == routed.created
+    assert answer_all(loop, pages) == routed.created
     assert sync().completed == routed.created
     built = dataset(DatasetParams(val_share=0.25, test_share=0.3))
     assert built.created and built.members == routed.created
 
-    config = tmp_path / "short.json"
-    config.write_text(json.dumps({"batch_size": 8, "lr": 0.0005, "warmup_fraction": 0.2, "val_every_steps": 40}))
     monkeypatch.setenv("INKLOOP_MIN_NEW_LABELS", "5")
-    summary = retrain(
-        RetrainParams(
-            config=config,
-            max_steps=40,
-            replay_pages=8,
-            replay_val_pages=4,
-            stitched=4,
-            rendered=4,
-            gate_config=GateConfig(heldout_pages=8, memorization_steps=10, speed_rounds=3, speed_tolerance=1.0),
-        )
-    )
+    summary = retrain(short_retrain(tmp_path))
     assert summary.new_labels == built.splits["train"] and summary.candidate == "m-0001"
     assert summary.gate_passed and summary.promoted, summary.gate_failures
 

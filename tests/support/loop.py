@@ -8,6 +8,7 @@ needs rows, by the documented contract other stacks use: image into the store, t
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,12 +20,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from annotation.labeling import annotation_result
 from db import repo
 from db.migrate import upgrade
 from db.models import AnnotationTask, Image
 from db.session import make_engine, session_factory, session_scope
+from flows.retrain import RetrainParams
 from inkloop.store import ImageStore
+from model.gates import GateConfig
 from tests.support.databases import BACKENDS, create_postgres_database, drop_postgres_database
+from tests.support.datasets import Page
 from tests.support.labelstudio import LabelStudioHandle
 from tests.support.servers import LiveServer
 
@@ -184,3 +189,44 @@ def prefilled(task: dict[str, Any]) -> tuple[str, list[tuple[float, ...]]]:
         if r["from_name"] == config.lines
     ]
     return paragraph, sorted(boxes, key=lambda b: (b[1], b[0]))
+
+
+def answer_all(loop: Loop, pages: dict[str, Page]) -> int:
+    """Answer every open task as an annotator does: correct each line in its box where the boxes match the text's
+    lines, else retype the paragraph. Returns how many were answered."""
+    project = loop.tasks()[0].ls_project_id
+    assert project is not None
+    answered = 0
+    with loop.label_studio.annotator() as annotator:
+        while (task := annotator.next_task(project)) is not None:
+            page = pages[task["data"]["image_sha256"]]
+            annotator.submit(task["id"], result=correction(task, page), lead_time=4.0)
+            answered += 1
+    return answered
+
+
+def correction(task: dict[str, Any], page: Page) -> list[dict[str, Any]]:
+    """What an annotator submits for `page`: each line corrected in its box where the boxes match the text's lines,
+    else the paragraph retyped."""
+    paragraph, boxes = prefilled(task)
+    rows = page.text.split("\n")
+    if len(boxes) == len(rows):
+        lines = [{"text": row, "box": box} for row, box in zip(rows, boxes, strict=True)]
+        return annotation_result(paragraph=paragraph, lines=lines)
+    return annotation_result(paragraph=page.text, lines=[{"text": "", "box": b} for b in boxes])
+
+
+def short_retrain(folder: Path) -> RetrainParams:
+    """A real but short fine-tune of the shipped network (40 steps of 8 lines, little replay) and lenient timing in
+    its gate, for tests that run the whole loop on 2 shared cores."""
+    config = folder / "short.json"
+    config.write_text(json.dumps({"batch_size": 8, "lr": 0.0005, "warmup_fraction": 0.2, "val_every_steps": 40}))
+    return RetrainParams(
+        config=config,
+        max_steps=40,
+        replay_pages=8,
+        replay_val_pages=4,
+        stitched=4,
+        rendered=4,
+        gate_config=GateConfig(heldout_pages=8, memorization_steps=10, speed_rounds=3, speed_tolerance=1.0),
+    )
