@@ -15,6 +15,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import Failed
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.common import FlowSummary, summary_markdown
@@ -114,7 +115,8 @@ def loop(params: LoopParams | None = None) -> LoopSummary:
         if state.is_failed() or state.is_crashed() or state.is_cancelled():
             not_done.add(name)
             summary.failed.append(name)
-            setattr(summary, name, f"failed: {state.message or state.name}")
+            why = (state.message or state.name or "").removeprefix("Flow run encountered an exception: ")
+            setattr(summary, name, f"failed: {why}")
             log.error("loop: %s failed: %s", name, state.message)
             continue
         setattr(summary, name, _line(name, state.result()))
@@ -122,5 +124,7 @@ def loop(params: LoopParams | None = None) -> LoopSummary:
     log.info("loop %s", summary.model_dump_json())
     create_markdown_artifact(key="loop-summary", markdown=summary_markdown("Loop", summary), description="each step")
     if summary.failed:
-        raise InkloopError(f"loop: {', '.join(summary.failed)} failed; the other steps ran (see each step's line)")
+        # A failed run that still carries what every step did: `inkloop flow run loop` prints it, then the error.
+        failed = f"loop: {', '.join(summary.failed)} failed; the other steps ran (see each step's line)"
+        return Failed(message=failed, data=summary)  # type: ignore[return-value]
     return summary

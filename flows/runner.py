@@ -95,14 +95,29 @@ def parse_params(name: str, pairs: list[str]) -> BaseModel:
         raise InkloopError(f"invalid parameters for flow {name}: {problems} (parameters: {known})") from None
 
 
+class FlowFailed(InkloopError):
+    """A flow that ended failed but says what it did (the loop: which steps ran, which failed)."""
+
+    def __init__(self, message: str, summary: FlowSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
 def run(name: str, params: BaseModel) -> FlowSummary:
+    """Run the flow now; its summary. A flow that raised raises the same; one that ended failed with its summary
+    (flows/loop.py) raises FlowFailed carrying it."""
     from flows.common import FlowSummary
 
     flow, _ = load(name)
-    summary = flow(params)
-    if not isinstance(summary, FlowSummary):
-        raise InkloopError(f"flow {name} returned {type(summary).__name__}, not its summary")
-    return summary
+    state = flow(params, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    if not isinstance(result, FlowSummary):
+        raise InkloopError(f"flow {name} returned {type(result).__name__}, not its summary")
+    if not state.is_completed():
+        raise FlowFailed(state.message or f"flow {name} ended {state.name}", result)
+    return result
 
 
 def schedules(overrides: str = "", every: dict[str, timedelta] | None = None) -> dict[str, Schedule]:

@@ -37,19 +37,25 @@ def flow_run(
     settings = load_settings()
     open_ready_engine(settings).dispose()  # a clear "run inkloop init" before Prefect starts
     where = use_prefect(settings, verbose=verbose)
-    from flows.runner import parse_params, run
+    from flows.runner import FlowFailed, parse_params, run
 
     params = parse_params(name, param or [])
     if not as_json:
         typer.echo(f"{name}: running on {where}" + ("" if verbose else " (--verbose shows Prefect's log)"))
     started = time.monotonic()
-    summary = run(name, params)
+    failure: FlowFailed | None = None
+    try:
+        summary = run(name, params)
+    except FlowFailed as exc:  # it still says what it did: print that, then the error
+        summary, failure = exc.summary, exc
     if as_json:
         typer.echo(summary.model_dump_json())
-        return
-    rows = {f"  {label}": value for label, value in summary.rows() if label != "seconds"}
-    rows["  took"] = f"{time.monotonic() - started:.1f} s ({summary.seconds:g} s in the flow itself)"
-    print_fields(rows)
+    else:
+        rows = {f"  {label}": value for label, value in summary.rows() if label != "seconds"}
+        rows["  took"] = f"{time.monotonic() - started:.1f} s ({summary.seconds:g} s in the flow itself)"
+        print_fields(rows)
+    if failure is not None:
+        raise InkloopError(str(failure))
 
 
 @flow_app.command("serve")

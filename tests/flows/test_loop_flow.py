@@ -15,7 +15,7 @@ from flows.dataset import DatasetParams
 from flows.drift import DriftParams
 from flows.loop import LoopParams, LoopSummary, loop
 from flows.route import RouteParams
-from flows.runner import parse_params
+from flows.runner import FlowFailed, parse_params, run
 from inkloop.errors import InkloopError
 from tests.support.datasets import Page, shifted_pages
 from tests.support.loop import Loop, answer_all, short_retrain
@@ -80,11 +80,16 @@ def test_without_label_studio_the_steps_that_need_it_fail_and_the_rest_run(
     upgrade(sqlite_url)
     monkeypatch.setenv("INKLOOP_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("INKLOOP_LABEL_STUDIO_URL", f"http://127.0.0.1:{free_port()}")
-    state = loop(LoopParams(skip=["retrain"]), return_state=True)
-    assert state.is_failed()
-    with pytest.raises(InkloopError, match=r"loop: route, sync failed; the other steps ran"):
-        state.result()
-    assert state.message is not None and "route, sync failed" in state.message
+    with pytest.raises(FlowFailed) as failed:
+        run("loop", LoopParams(skip=["retrain"]))
+    assert str(failed.value) == "loop: route, sync failed; the other steps ran (see each step's line)"
+    summary = failed.value.summary
+    assert isinstance(summary, LoopSummary)
+    assert summary.failed == ["route", "sync"]
+    assert summary.ingest == "nothing new" and summary.drift.startswith("verdict not_enough_data")
+    assert summary.route.startswith("failed: ") and "Label Studio" in summary.route
+    assert summary.dataset == "skipped: sync did not run"
+    assert summary.retrain == "skipped"
 
 
 def test_loop_parameters_come_from_the_command_line_as_json() -> None:
