@@ -114,3 +114,33 @@ def test_label_studio_is_the_version_inkloop_pins(compose: dict[str, Any]) -> No
 
     image = compose["services"]["labelstudio"]["image"]
     assert image == f"heartexlabs/label-studio:{LABEL_STUDIO_VERSION}"
+
+
+# A published port is reachable by anyone who reaches the host: each one must ask for credentials from .env, or
+# be bound to the host's loopback. `api` is the product's public endpoint (POST /v1/predict), open by design.
+CREDENTIALS = {
+    "labelstudio": ("LABEL_STUDIO_PASSWORD", "its own login"),
+    "prefect-server": ("PREFECT_SERVER_API_AUTH_STRING", "basic authentication"),
+}
+
+
+def test_every_published_ui_asks_for_credentials_or_listens_on_loopback_only(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for port in service.get("ports") or []:
+            if str(port).startswith("127.0.0.1:") or name == "api":
+                continue
+            assert name in CREDENTIALS, f"service {name} publishes {port} to everyone without credentials"
+            variable, _ = CREDENTIALS[name]
+            raw = service["environment"][variable]
+            assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", raw), f"{name}: {variable} must come from .env, required"
+
+
+def test_prefect_clients_send_the_servers_credentials(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    server_auth = services["prefect-server"]["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
+    for name, service in services.items():
+        env = service.get("environment") or {}
+        if "PREFECT_API_URL" in env:
+            assert env.get("PREFECT_API_AUTH_STRING") == server_auth, f"{name} talks to Prefect without credentials"
+    example = (ROOT / ".env.example").read_text()
+    assert re.search(r"^PREFECT_AUTH=\w+:\S+$", example, re.MULTILINE)
