@@ -10,11 +10,16 @@ Every call goes through LabelStudioClient, so failures arrive as inkloop's Label
 
 from __future__ import annotations
 
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from annotation.client import LabelStudioClient
+from annotation.labeling import annotation_result, label_config
 from inkloop.errors import LabelStudioError
 
 
@@ -96,3 +101,102 @@ class SimulatedAnnotator:
             body["lead_time"] = lead_time
         what = f"annotate task {task_id}"
         return dict(self.client.request("POST", f"/api/tasks/{task_id}/annotations/", what, json=body).json())
+
+
+def prefilled(task: dict[str, Any]) -> tuple[str, list[tuple[float, ...]]]:
+    """The paragraph and the line boxes (top to bottom) a task's labeling screen shows pre-filled: the model's
+    reading, as an annotator finds it."""
+    config = label_config()
+    predictions = task.get("predictions") or []
+    if not predictions:
+        return "", []
+    result = predictions[0]["result"]
+    paragraph = next((r["value"]["text"][0] for r in result if r["from_name"] == config.paragraph), "")
+    boxes = [
+        tuple(r["value"][k] for k in ("x", "y", "width", "height")) for r in result if r["from_name"] == config.lines
+    ]
+    return paragraph, sorted(boxes, key=lambda b: (b[1], b[0]))
+
+
+def correction(task: dict[str, Any], text: str) -> list[dict[str, Any]]:
+    """What an annotator submits when the page reads `text`: each line corrected in its pre-filled box where the
+    boxes match the text's lines, else the paragraph retyped (the boxes left empty)."""
+    paragraph, boxes = prefilled(task)
+    rows = text.split("\n")
+    if len(boxes) == len(rows):
+        lines = [{"text": row, "box": box} for row, box in zip(rows, boxes, strict=True)]
+        return annotation_result(paragraph=paragraph, lines=lines)
+    return annotation_result(paragraph=text, lines=[{"text": "", "box": b} for b in boxes])
+
+
+def slip(text: str, rng: random.Random) -> str:
+    """`text` with one slip of a tired annotator: two neighbouring letters of one word swapped, or one dropped."""
+    words = [(n, w) for n, w in enumerate(re.split(r"( |\n)", text)) if len(w) >= 3 and w.isalpha()]
+    if not words:
+        return text + "."
+    parts = re.split(r"( |\n)", text)
+    n, word = rng.choice(words)
+    i = rng.randrange(len(word) - 1)
+    parts[n] = word[:i] + word[i + 1] + word[i] + word[i + 2 :] if rng.random() < 0.5 else word[:i] + word[i + 1 :]
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class CrewPolicy:
+    """How a simulated team of annotators behaves (shares of the tasks they answer)."""
+
+    mistakes: float = 0.05  # answers with one slip in them
+    skips: float = 0.03  # pages skipped as unreadable
+    second_opinions: float = 0.1  # answered tasks a second annotator answers too (agreement is measured)
+    seed: int = 0
+
+
+@dataclass
+class CrewResult:
+    answered: int = 0
+    skipped: int = 0
+    with_mistakes: int = 0
+    second_opinions: int = 0
+    unknown: int = 0  # tasks showing a page the crew has no text for, left to a person
+
+
+def work_queue(
+    first: SimulatedAnnotator,
+    second: SimulatedAnnotator,
+    project_id: int,
+    truth: Mapping[str, str],
+    policy: CrewPolicy = CrewPolicy(),
+    *,
+    limit: int | None = None,
+) -> CrewResult:
+    """`first` works the project's label stream (least confident first) until it is empty or `limit` tasks are
+    done: it corrects the pre-filled transcription to the page's text in `truth` (by the image's sha256), with a
+    slip now and then, and skips a few pages; `second` answers some of the same tasks again, on its own.
+
+    A task whose page `truth` does not know stops the work there (it stays for a person, as do the tasks after
+    it). The choices come from `policy.seed`, so a rerun on the same queue behaves the same."""
+    rng = random.Random(policy.seed)
+    result = CrewResult()
+    while limit is None or result.answered + result.skipped < limit:
+        task = first.next_task(project_id)
+        if task is None:
+            break
+        text = truth.get(task["data"].get("image_sha256", ""))
+        if text is None:
+            result.unknown += 1
+            break
+        if rng.random() < policy.skips:
+            first.skip(task["id"], lead_time=round(rng.uniform(2, 6), 1))
+            result.skipped += 1
+            continue
+        said = text
+        if rng.random() < policy.mistakes:
+            said = slip(text, rng)
+            result.with_mistakes += 1
+        first.submit(task["id"], result=correction(task, said), lead_time=round(rng.uniform(8, 40), 1))
+        result.answered += 1
+        if rng.random() < policy.second_opinions:
+            again = slip(text, rng) if rng.random() < policy.mistakes * 4 else text
+            second.submit(task["id"], result=correction(task, again), lead_time=round(rng.uniform(8, 40), 1))
+            result.second_opinions += 1
+    return result

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from annotation.annotator import correction, prefilled
 from annotation.labeling import annotation_result
 from db import repo
 from db.models import SyntheticSample
@@ -24,7 +25,7 @@ from inkloop.labels import read_records
 from inkloop.phash import NEAR_DUPLICATE_DISTANCE, hamming
 from monitoring.features import compute_features
 from tests.support.datasets import Page, handwritten_pages, rephotographed
-from tests.support.loop import Loop, correction, prefilled, valid_image
+from tests.support.loop import Loop, valid_image
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +51,7 @@ def _annotate(loop: Loop, pages: dict[str, Page], skip: set[str]) -> dict[str, i
                 continue
             page = pages[key]
             assert prefilled(task)[0] == page.reading
-            answered[key] = annotator.submit(task["id"], result=correction(task, page), lead_time=5.0)["id"]
+            answered[key] = annotator.submit(task["id"], result=correction(task, page.text), lead_time=5.0)["id"]
     return answered
 
 
