@@ -34,10 +34,29 @@ class Upload:
     text: str | None = None  # what is written on it (pages only)
 
 
-def production_pages(folder: Path, *, count: int, seed: int = SEED, workers: int = 1) -> list[Upload]:
-    """Synthetic paragraphs unlike the training set, generated once into `folder` and reused."""
+def production_pages(
+    folder: Path,
+    *,
+    count: int,
+    seed: int = SEED,
+    workers: int = 1,
+    dark_share: float = 0.5,
+    caps_share: float = 0.3,
+    font_set: FontSet = FontSet.heldout,
+    handwriting_share: float = 0.7,
+) -> list[Upload]:
+    """Synthetic paragraphs, by default in the held-out handwriting families (unlike the training set), generated
+    once into `folder` and reused: `dark_share` of them light on dark, `caps_share` in block capitals,
+    `handwriting_share` in handwriting (the rest in printed fonts)."""
     if not (folder / LABELS).exists():
-        options = SynthOptions(count=count, seed=seed, font_set=FontSet.heldout, dark_share=0.5, caps_share=0.3)
+        options = SynthOptions(
+            count=count,
+            seed=seed,
+            font_set=font_set,
+            dark_share=dark_share,
+            caps_share=caps_share,
+            handwriting_share=handwriting_share,
+        )
         generate(folder, options, workers=workers)
     records = [json.loads(line) for line in (folder / LABELS).read_text(encoding="utf-8").splitlines()]
     return [Upload(r["file"], (folder / r["file"]).read_bytes(), "page", r["text"]) for r in records[:count]]
