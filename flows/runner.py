@@ -164,8 +164,47 @@ def deployments(every: dict[str, timedelta] | None = None) -> list[Any]:
     return result
 
 
+# Flows a GPU worker takes when INKLOOP_RETRAIN_POOL names its work pool (retrain gates its candidate in-process).
+POOLED = ("retrain",)
+
+
+def place(every: dict[str, timedelta] | None = None) -> tuple[list[Any], list[Any]]:
+    """(deployments this process serves, deployments registered with INKLOOP_RETRAIN_POOL).
+
+    With a pool, the retrain deployment is registered there (schedule and concurrency limit kept; the pool is
+    created as a `process` pool when missing) and a worker of that pool runs it, from the same code at the same
+    path (compose's GPU worker runs the same image). Without one, every deployment is served here."""
+    from inkloop.settings import load_settings
+
+    pool = load_settings().retrain_pool
+    served: list[Any] = []
+    pooled: list[Any] = []
+    for deployment in deployments(every):
+        (pooled if pool and deployment.name in {f"inkloop-{n}" for n in POOLED} else served).append(deployment)
+    if pooled:
+        ensure_pool(pool)
+        for deployment in pooled:
+            deployment.apply(work_pool_name=pool)
+    return served, pooled
+
+
+def ensure_pool(name: str) -> None:
+    """A `process` work pool called `name` (what `prefect worker start --pool NAME --type process` makes)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+        except ObjectAlreadyExists:
+            pass
+
+
 def serve(every: dict[str, timedelta] | None = None) -> None:
-    """Run the deployments here until interrupted (Prefect's `serve`: this process is the worker)."""
+    """Run the deployments here until interrupted (Prefect's `serve`: this process is the worker), except those
+    registered with INKLOOP_RETRAIN_POOL, which that pool's workers run."""
     from prefect import serve as prefect_serve
 
-    prefect_serve(*deployments(every))
+    served, _ = place(every)
+    prefect_serve(*served)

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     flow_concurrency: int = Field(
         1, ge=1, description="Runs of one scheduled flow at a time; more wait their turn in Prefect's queue."
     )
+    retrain_pool: str = Field(
+        "",
+        description="Prefect work pool that takes the retrain deployment (a GPU worker's); empty: `flow serve` runs it.",
+    )
     debug: bool = Field(False, description="Show tracebacks on errors.")
 
     @field_validator("home", mode="after")

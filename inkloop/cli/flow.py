@@ -98,6 +98,8 @@ def flow_serve(
     plan = schedules(settings.schedules, intervals)
     print_fields({f"  {name}": schedule.describe() for name, schedule in plan.items()})
     typer.echo(f"  at most {settings.flow_concurrency} run of each flow at a time; the next waits its turn")
+    if settings.retrain_pool:
+        typer.echo(f"  retrain runs on the workers of the work pool {settings.retrain_pool!r} (INKLOOP_RETRAIN_POOL)")
     prefect_server.use_prefect(settings, verbose=verbose)
     serve(intervals)
 

@@ -144,3 +144,16 @@ def test_prefect_clients_send_the_servers_credentials(compose: dict[str, Any]) -
             assert env.get("PREFECT_API_AUTH_STRING") == server_auth, f"{name} talks to Prefect without credentials"
     example = (ROOT / ".env.example").read_text()
     assert re.search(r"^PREFECT_AUTH=\w+:\S+$", example, re.MULTILINE)
+
+
+def test_the_gpu_worker_takes_retraining_from_the_pool_the_env_example_names(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["prefect-worker-gpu"]
+    assert worker["profiles"] == ["gpu"]
+    command = worker["command"]
+    pool = command[command.index("--pool") + 1]
+    assert compose["services"]["prefect-worker"]["command"][command.index("--pool") + 1] != pool  # its own pool
+    example = (ROOT / ".env.example").read_text()
+    assert f"# INKLOOP_RETRAIN_POOL={pool}" in example.splitlines()
+    # The flows service hands retrain to that pool when .env sets the variable.
+    assert "INKLOOP_RETRAIN_POOL" in compose["services"]["flows"]["environment"]
+    assert load_settings(retrain_pool=pool).retrain_pool == pool

@@ -14,11 +14,12 @@ import pytest
 
 from flows.ingest import IngestParams
 from flows.route import RouteParams
-from flows.runner import deployments, parse_params, schedules
+from flows.runner import deployments, parse_params, place, schedules
 from inkloop.errors import InkloopError
 from tests.support.loop import Loop
 
 INKLOOP = str(Path(sys.executable).with_name("inkloop"))
+FLOW_NAMES = ("ingest", "route", "sync", "dataset", "synth", "retrain", "gate", "drift", "loop")
 
 
 def test_parameters_are_parsed_and_checked() -> None:
@@ -97,6 +98,35 @@ def test_schedules_and_limits_are_settings(prefect_harness: None, monkeypatch: p
     assert found["inkloop-ingest"] == ("off", 2, "ENQUEUE")
     assert found["inkloop-sync"] == ("every 60s", 2, "ENQUEUE")  # --every wins over the settings
     assert found["inkloop-route"] == ("every 900s", 2, "ENQUEUE")
+
+
+@pytest.mark.slow
+def test_retraining_goes_to_its_own_work_pool(prefect_harness: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With INKLOOP_RETRAIN_POOL (compose's GPU worker), the retrain deployment is registered with that pool, on its
+    schedule and limit, and the serving process keeps every other flow."""
+    from prefect.client.orchestration import get_client
+
+    monkeypatch.setenv("INKLOOP_RETRAIN_POOL", "inkloop-gpu-test")
+    served, pooled = place()
+    assert [d.name for d in pooled] == ["inkloop-retrain"]
+    assert {d.name for d in served} == {f"inkloop-{n}" for n in FLOW_NAMES} - {"inkloop-retrain"}
+
+    async def read() -> tuple[Any, Any]:
+        async with get_client() as client:
+            pool = await client.read_work_pool("inkloop-gpu-test")
+            return pool, await client.read_deployment_by_name("retrain/inkloop-retrain")
+
+    pool, deployment = asyncio.run(read())
+    assert pool.type == "process"
+    assert deployment.work_pool_name == "inkloop-gpu-test"
+    assert deployment.entrypoint is not None and deployment.entrypoint.endswith("flows/retrain.py:retrain")
+    assert [s.schedule.cron for s in deployment.schedules] == ["0 2 * * *"]
+    assert deployment.global_concurrency_limit is not None and deployment.global_concurrency_limit.limit == 1
+    assert place()[1][0].name == "inkloop-retrain"  # a restart registers it again, the pool already there
+
+    monkeypatch.delenv("INKLOOP_RETRAIN_POOL")
+    served, pooled = place()
+    assert pooled == [] and "inkloop-retrain" in {d.name for d in served}
 
 
 def test_a_schedule_for_no_flow_is_a_clear_error() -> None:
