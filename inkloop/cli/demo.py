@@ -12,12 +12,14 @@ from inkloop.settings import load_settings
 
 
 def demo(
-    pages: Annotated[int, typer.Option("--pages", min=1, max=2000, help="Sample paragraphs to send.")] = 40,
+    pages: Annotated[
+        int, typer.Option("--pages", min=40, max=2000, help="Pages of the shifted traffic's first wave.")
+    ] = 200,
     port: Annotated[int, typer.Option("--port", help="Port of the endpoint the demo starts.")] = 8000,
     once: Annotated[bool, typer.Option("--once", help="Stop the services at the end instead of waiting.")] = False,
 ) -> None:
-    """The loop's first half on the embedded default: Label Studio and the endpoint up, sample traffic (with blank
-    and broken uploads), ingest, route; prints what happened and where annotators find the queue."""
+    """The whole loop on the embedded default: traffic the model reads poorly, annotated in Label Studio, a new
+    model trained, gated and promoted, the endpoint swapped, drift reported; prints CER before and after."""
     from flows import prefect_server
 
     settings = load_settings()

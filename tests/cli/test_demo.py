@@ -1,0 +1,56 @@
+"""`inkloop demo`'s steps on an installation of the test session's Label Studio, with a real `inkloop serve` and the
+demo's own short retrain: the usual traffic and the shift go through the endpoint, the loop routes them, the
+simulated team answers in Label Studio, the loop trains, gates and promotes, the endpoint swaps, the second wave is
+read by the new champion, and the report says all of it."""
+
+from __future__ import annotations
+
+import pytest
+
+from inkloop.cli.demo_run import DemoReport, demo_retrain, print_report, steps
+from inkloop.settings import load_settings
+from tests.support.loop import Loop
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("loop", ["sqlite"], indirect=True)
+def test_the_demo_takes_the_shift_to_a_better_champion(loop: Loop, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INKLOOP_MIN_NEW_LABELS", "5")
+    server = loop.serve()
+    settings = load_settings()
+    report = DemoReport(endpoint=server.url, prefect="the test harness", label_studio_url=settings.label_studio_url)
+    lines: list[str] = []
+    # The demo's own recipe (the tests' 40-step retrain is too short for this traffic: on 40 pages it failed the
+    # memorization and test-split gates), on 80 pages of the shift; speed timed leniently on busy test cores.
+    retrain = demo_retrain()
+    assert retrain.gate_config is not None
+    lenient = retrain.gate_config.model_copy(update={"speed_tolerance": 1.0})
+    retrain = retrain.model_copy(update={"gate_config": lenient})
+    steps(report, settings, pages=80, echo=lines.append, retrain=retrain)
+    print_report(report, settings, lines.append)
+    output = "\n".join(lines)
+
+    first = report.loops["ingest"]
+    assert first.failed == [] and first.ingest.startswith("new images 113; valid 110; quarantined 3"), output
+    routed = int(first.route.split(";")[0].removeprefix("created "))
+    crew = report.crew  # the team worked the whole queue the first route made
+    assert crew.answered > 20 and crew.answered + crew.skipped == routed, output
+    assert len(loop.tasks()) > routed  # the second wave's unsure pages wait for a person
+    assert crew.second_opinions > 0
+    retrained = report.loops["retrain"]
+    assert retrained.failed == [] and retrained.retrain.endswith("gate passed yes; promoted yes"), output
+    assert report.champion == "m-0001"
+    assert report.waves["second"].served_cer()[1] == ["m-0001"]  # the endpoint swapped before the second wave
+    assert report.waves["shift"].served_cer()[1] == ["base-2"]
+    assert report.before is not None and report.after is not None
+    assert report.after[0] == "m-0001" and report.after[1] < report.before[1], output
+    assert report.loops["drift"].drift.startswith("verdict "), output
+    assert report.lineage_request in report.waves["shift"].result.request_ids.values()
+    for shown in (
+        "CER          on the second wave's pages",
+        "gate        passed",
+        "$ inkloop lineage",
+        "annotate     ",
+    ):
+        assert shown in output, output
