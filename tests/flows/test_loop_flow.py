@@ -11,26 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from flows.dataset import DatasetParams
-from flows.drift import DriftParams
 from flows.loop import LoopParams, LoopSummary, loop
-from flows.route import RouteParams
 from flows.runner import FlowFailed, parse_params, run
 from inkloop.errors import InkloopError
 from tests.support.datasets import Page, shifted_pages
-from tests.support.loop import Loop, answer_all, short_retrain
+from tests.support.loop import Loop, answer_all, loop_params
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _params(folder: Path) -> LoopParams:
-    return LoopParams(
-        route=RouteParams(budget=50, threshold=1.0, audit_rate=0.3),
-        dataset=DatasetParams(val_share=0.25, test_share=0.3),
-        retrain=short_retrain(folder),
-        drift=DriftParams(min_rows=5),
-    )
 
 
 def test_two_loop_runs_take_new_traffic_to_a_gated_candidate(
@@ -42,7 +30,7 @@ def test_two_loop_runs_take_new_traffic_to_a_gated_candidate(
         loop.log(page.data, confidence=0.4, text=page.reading, line_boxes=page.boxes)
         pages[hashlib.sha256(page.data).hexdigest()] = page
 
-    first = loop_flow_run(_params(tmp_path))
+    first = loop_flow_run(loop_params(tmp_path))
     assert first.failed == []
     assert first.ingest == "new images 24; valid 24"
     assert first.route.startswith("created ") and "created by reason audit" in first.route
@@ -55,7 +43,7 @@ def test_two_loop_runs_take_new_traffic_to_a_gated_candidate(
     assert routed >= 20
     assert answer_all(loop, pages) == routed
 
-    second = loop_flow_run(_params(tmp_path))
+    second = loop_flow_run(loop_params(tmp_path))
     assert second.failed == []
     assert second.sync == f"new annotations {routed}; completed {routed}"
     assert second.dataset.startswith(f"version ds-0001; created yes; members {routed}; splits train ")

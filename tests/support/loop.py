@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from annotation.labeling import annotation_result
+from annotation.annotator import correction
 from db import repo
 from db.migrate import upgrade
 from db.models import AnnotationTask, Image
@@ -32,6 +32,9 @@ from tests.support.databases import BACKENDS, create_postgres_database, drop_pos
 from tests.support.datasets import Page
 from tests.support.labelstudio import LabelStudioHandle
 from tests.support.servers import LiveServer
+
+if TYPE_CHECKING:
+    from flows.loop import LoopParams
 
 
 @dataclass
@@ -175,22 +178,6 @@ def valid_image(
     return key
 
 
-def prefilled(task: dict[str, Any]) -> tuple[str, list[tuple[float, ...]]]:
-    """The paragraph and the line boxes (top to bottom) a Label Studio task's labeling screen shows pre-filled:
-    the model's reading, as an annotator finds it."""
-    from annotation.labeling import label_config
-
-    (prediction,) = task["predictions"]
-    config = label_config()
-    paragraph = next(r["value"]["text"][0] for r in prediction["result"] if r["from_name"] == config.paragraph)
-    boxes = [
-        tuple(r["value"][k] for k in ("x", "y", "width", "height"))
-        for r in prediction["result"]
-        if r["from_name"] == config.lines
-    ]
-    return paragraph, sorted(boxes, key=lambda b: (b[1], b[0]))
-
-
 def answer_all(loop: Loop, pages: dict[str, Page]) -> int:
     """Answer every open task as an annotator does: correct each line in its box where the boxes match the text's
     lines, else retype the paragraph. Returns how many were answered."""
@@ -200,20 +187,9 @@ def answer_all(loop: Loop, pages: dict[str, Page]) -> int:
     with loop.label_studio.annotator() as annotator:
         while (task := annotator.next_task(project)) is not None:
             page = pages[task["data"]["image_sha256"]]
-            annotator.submit(task["id"], result=correction(task, page), lead_time=4.0)
+            annotator.submit(task["id"], result=correction(task, page.text), lead_time=4.0)
             answered += 1
     return answered
-
-
-def correction(task: dict[str, Any], page: Page) -> list[dict[str, Any]]:
-    """What an annotator submits for `page`: each line corrected in its box where the boxes match the text's lines,
-    else the paragraph retyped."""
-    paragraph, boxes = prefilled(task)
-    rows = page.text.split("\n")
-    if len(boxes) == len(rows):
-        lines = [{"text": row, "box": box} for row, box in zip(rows, boxes, strict=True)]
-        return annotation_result(paragraph=paragraph, lines=lines)
-    return annotation_result(paragraph=page.text, lines=[{"text": "", "box": b} for b in boxes])
 
 
 def short_retrain(folder: Path) -> RetrainParams:
@@ -229,4 +205,20 @@ def short_retrain(folder: Path) -> RetrainParams:
         stitched=4,
         rendered=4,
         gate_config=GateConfig(heldout_pages=8, memorization_steps=10, speed_rounds=3, speed_tolerance=1.0),
+    )
+
+
+def loop_params(folder: Path) -> LoopParams:
+    """The loop flow's parameters for a test's small traffic: every page routed (a third as audit), a real short
+    retrain, drift from 5 rows."""
+    from flows.dataset import DatasetParams
+    from flows.drift import DriftParams
+    from flows.loop import LoopParams
+    from flows.route import RouteParams
+
+    return LoopParams(
+        route=RouteParams(budget=50, threshold=1.0, audit_rate=0.3),
+        dataset=DatasetParams(val_share=0.25, test_share=0.3),
+        retrain=short_retrain(folder),
+        drift=DriftParams(min_rows=5),
     )
