@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     )
     retrain_pool: str = Field(
         "",
-        description="Prefect work pool that takes the retrain deployment (a GPU worker's); empty: `flow serve` runs it.",
+        description="Prefect work pool that takes the retrain deployment (a GPU worker's); empty: flow serve runs it.",
     )
     debug: bool = Field(False, description="Show tracebacks on errors.")
 
