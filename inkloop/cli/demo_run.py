@@ -412,6 +412,12 @@ def print_report(report: DemoReport, settings: Settings, echo: Echo) -> None:
     finally:
         engine.dispose()
     drift = report.loops.get("drift")
+    engine = open_ready_engine(settings)
+    try:
+        with session_scope(session_factory(engine), write=False) as session:
+            waiting = len(repo.tasks_in_state(session=session, project=settings.label_studio_project, state="open"))
+    finally:
+        engine.dispose()
     user, password = report.label_studio_login
     login = f" (login {user} / {password})" if user else ""
     echo("")
@@ -421,5 +427,5 @@ def print_report(report: DemoReport, settings: Settings, echo: Echo) -> None:
     echo("drift UI     inkloop drift ui   (Evidently's UI on every report, http://127.0.0.1:8001)")
     echo(f"flow runs    {report.prefect}")
     project = f"/projects/{report.ls_project_id}/data" if report.ls_project_id else ""
-    echo(f"annotate     {report.label_studio_url}{project}{login}")
+    echo(f"annotate     {report.label_studio_url}{project}{login}: {waiting} tasks wait for a person")
     echo(f"took         {report.seconds / 60:.1f} min")

@@ -51,6 +51,6 @@ def test_the_demo_takes_the_shift_to_a_better_champion(loop: Loop, monkeypatch: 
         "CER          on the second wave's pages",
         "gate        passed",
         "$ inkloop lineage",
-        "annotate     ",
+        "tasks wait for a person",
     ):
         assert shown in output, output
