@@ -18,14 +18,16 @@ font-rendered synthetic pages the retrain flow adds are left out (the same for b
 a disjoint test set of the same shift and a general held-out set (mixed case, held-out hands, a fifth light on
 dark): a gain bought by forgetting shows on the second.
 
-Output: CER per arm and budget (mean over seeds; 95% interval from a bootstrap over test pages of the
-seed-averaged errors), the labels routing needs to match random's CER at the largest budget, JSON on stdout (and
---out) with the machine, and a PNG chart (--chart).
+A finished cell keeps its readings under DATA/runs/<recipe>/, so a rerun after an interruption trains only the
+cells that are missing. Output: CER per arm and budget (mean over seeds; 95% interval from a bootstrap over test
+pages of the seed-averaged errors), the labels routing needs to match random's CER at the largest budget, JSON on
+stdout (and --out) with the machine, and a PNG chart (--chart).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -46,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from annotation.routing import Candidate, plan  # noqa: E402
 from flows.retrain import RetrainParams, replay_folder, resolve_config  # noqa: E402
 from flows.traffic import Upload, production_pages  # noqa: E402
+from inkloop.files import atomic_write  # noqa: E402
 from inkloop.labels import LABELS  # noqa: E402
 from inkloop.text import edit_distance  # noqa: E402
 from model.recognizer import SHIPPED_MODEL, Recognizer  # noqa: E402
@@ -239,26 +242,45 @@ def main() -> None:
         arm: {b: {"shifted": [], "general": []} for b in budgets} for arm in ARMS
     }
     fits: list[float] = []
+    # A finished cell keeps its readings (written atomically): a rerun after an interruption skips it.
+    recipe_key = hashlib.sha256(
+        json.dumps([str(args.config), args.steps, args.replay, args.pool, args.test, args.general]).encode()
+    ).hexdigest()[:12]
     for seed in range(args.seeds):
         for budget in budgets:
             for arm in ARMS:
-                chosen = choose(arm, pool, phashes, budget, seed)
-                folder = labels_folder(data / "runs" / "chosen", data / "pool", chosen)
                 config = resolve_config(
                     card.config, RetrainParams(config=args.config, max_steps=args.steps)
                 ).model_copy(update={"seed": seed})
-                out = data / "runs" / f"{arm}-{budget}-{seed}"
-                if out.exists():
-                    shutil.rmtree(out)
-                tick = time.perf_counter()
-                train([folder, replay], [replay_val], out, config, init=shipped, cache_dir=data / "cache" / "lines")
-                fits.append(time.perf_counter() - tick)
-                runs[arm][budget]["shifted"].append(read(out / "model.pt", data / "test", test_pages))
-                runs[arm][budget]["general"].append(read(out / "model.pt", data / "general", general_pages))
+                out = data / "runs" / recipe_key / f"{arm}-{budget}-{seed}"
+                done = out / "readings.json"
+                if not done.is_file():
+                    chosen = choose(arm, pool, phashes, budget, seed)
+                    folder = labels_folder(data / "runs" / "chosen", data / "pool", chosen)
+                    if out.exists():
+                        shutil.rmtree(out)
+                    tick = time.perf_counter()
+                    train([folder, replay], [replay_val], out, config, init=shipped, cache_dir=data / "cache" / "lines")
+                    fit_s = time.perf_counter() - tick
+                    readings = {
+                        "fit_s": fit_s,
+                        **{
+                            key: [[r.prediction, r.confidence] for r in read(out / "model.pt", data / key, pages)]
+                            for key, pages in (("test", test_pages), ("general", general_pages))
+                        },
+                    }
+                    with atomic_write(done) as partial:
+                        partial.write_text(json.dumps(readings))
+                    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+                saved = json.loads(done.read_text())
+                fits.append(saved["fit_s"])
+                for key, name, pages in (("shifted", "test", test_pages), ("general", "general", general_pages)):
+                    runs[arm][budget][key].append(
+                        [Read(p, text, conf) for p, (text, conf) in zip(pages, saved[name], strict=True)]
+                    )
                 shifted = runs[arm][budget]["shifted"][-1]
                 cer = sum(r.edits for r in shifted) / sum(r.chars for r in shifted)
                 print(f"seed {seed} budget {budget} {arm}: shifted CER {cer:.4f}", file=sys.stderr)
-                shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
     rng = np.random.default_rng(0)
     cells = {
