@@ -21,7 +21,7 @@ FONT_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-bwht fonts-dancingscrip
 # recompile; inkloop's own processes cache bytecode (ignored by git).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: venv fonts browser labelstudio demo test test-fast lint lock clean base-model
+.PHONY: venv fonts browser tesseract labelstudio demo test test-fast lint lock clean base-model
 
 venv: $(STAMP)
 
@@ -52,6 +52,15 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
 		echo "installing chromium"; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	}
+
+# Debian's Tesseract 5 with its English model, the peer that bench/peer_bench.py compares inkloop with.
+tesseract:
+	@dpkg -s tesseract-ocr tesseract-ocr-eng >/dev/null 2>&1 || { \
+		command -v apt-get >/dev/null || { echo "install Tesseract (Debian packages tesseract-ocr tesseract-ocr-eng)" >&2; exit 1; }; \
+		if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+		echo "installing tesseract"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends tesseract-ocr tesseract-ocr-eng >/dev/null; \
 	}
 
 # Label Studio in a virtualenv of its own (it pins packages inkloop's cannot share), for the test suite's local
@@ -105,7 +114,7 @@ model/artifacts/base.pt: runs/base-caps/model.pt $(DATA)/heldout/labels.jsonl
 	$(BIN)/inkloop evaluate --model runs/base-caps/model.pt --data $(DATA)/heldout --into-card heldout_fonts
 	mkdir -p model/artifacts && cp runs/base-caps/model.pt model/artifacts/base.pt
 
-test: venv fonts browser labelstudio
+test: venv fonts browser tesseract labelstudio
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # What needs no service (no PostgreSQL, no Label Studio, no browser) and no long work: about a minute.
