@@ -1,8 +1,9 @@
 """Recognizer speed, side by side in one run: inference seconds per paragraph for inkloop's recognizer (as served:
 the exported artifact, frozen, with image preprocessing, line segmentation and decoding; the segmenter's share is
-reported too) and for the 2022 reference design (ResNet-18 + 4-layer Transformer decoder at 576x640, greedy, 400
-characters decoded, network and decoding only), at batch 1 and batched; the ratio; and training throughput in
-lines and paragraphs per second (CPU, and GPU with bf16 when there is one).
+reported too, beside the same segmenter on the library kernels it had before its fast ones) and for the 2022
+reference design (ResNet-18 + 4-layer Transformer decoder at 576x640, greedy, 400 characters decoded, network and
+decoding only), at batch 1 and batched; the ratio; and training throughput in lines and paragraphs per second
+(CPU, and GPU with bf16 when there is one).
 
     .venv/bin/python bench/recognizer_bench.py [--model PATH | --fresh] [--repeats 7] [--reference-repeats 3]
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support
 from store_bench import machine  # noqa: E402
 
 from inkloop.card import InputSpec, ModelCard  # noqa: E402
@@ -39,6 +41,7 @@ from model.recognizer import SHIPPED_MODEL, Recognizer, open_image  # noqa: E402
 from model.segment import VERSION as SEGMENTER_VERSION  # noqa: E402
 from model.segment import segment  # noqa: E402
 from synth.generate import SynthOptions, generate  # noqa: E402
+from tests.support.segment_reference import library_kernels  # noqa: E402
 
 HEIGHT, WIDTH, REFERENCE_CHARS = 576, 640, 400
 
@@ -74,9 +77,12 @@ def bench_inference(recognizer: Recognizer, images: list, repeats: int, referenc
             "speedup": round(ref / fast, 1),
         }
     grays = [to_grayscale(image) for image in images]
-    results["segmentation_s_per_paragraph"] = round(
-        _median_per_page(lambda: [segment(g) for g in grays], len(grays), repeats), 4
-    )
+    fast = _median_per_page(lambda: [segment(g) for g in grays], len(grays), repeats)
+    with library_kernels():
+        slow = _median_per_page(lambda: [segment(g) for g in grays], len(grays), repeats)
+    results["segmentation_s_per_paragraph"] = round(fast, 4)
+    results["segmentation_library_kernels_s_per_paragraph"] = round(slow, 4)
+    results["segmentation_speedup"] = round(slow / fast, 2)
     results["lines_per_paragraph"] = round(float(np.mean([len(segment(g)) for g in grays])), 2)
     results["parameters"] = {
         "inkloop": sum(p.numel() for p in LineNet(charset_size).parameters()),
