@@ -33,6 +33,24 @@ PRINT_FAMILIES = {
 }  # fmt: skip
 # Never trained on; the held-out evaluation uses only these.
 HELD_OUT_FAMILIES = {"Because We Mentor", "Because We Organize", "Humor Sans", "Klee One", "Caladea", "Andika"}
+# Kept for an independent check of the shipped model: never used here, for training or for evaluation. A family
+# whose name starts with one of these (Caveat Brush, Patrick Hand SC, Shadows Into Light Two) is the same hand.
+RESERVED_FAMILIES = frozenset({
+    "caveat", "indie-flower", "homemade-apple", "reenie-beanie", "shadows-into-light", "patrick-hand", "gochi-hand",
+    "kalam", "covered-by-your-grace", "gloria-hallelujah", "nanum-pen-script", "cedarville-cursive",
+    "architects-daughter", "rock-salt", "just-another-hand", "nothing-you-could-do", "la-belle-aurore", "zeyada",
+    "dawning-of-a-new-day", "sue-ellen-francisco", "schoolbell", "coming-soon", "handlee", "annie-use-your-telescope",
+})  # fmt: skip
+
+
+def family_slug(family: str) -> str:
+    """'Shadows Into Light Two' -> 'shadows-into-light-two' (the form npm's @fontsource package names use)."""
+    return "-".join("".join(c if c.isalnum() else " " for c in family.lower()).split())
+
+
+def is_reserved(family: str) -> bool:
+    slug = family_slug(family)
+    return any(slug == r or slug.startswith(r + "-") for r in RESERVED_FAMILIES)
 
 
 class FontSet(enum.StrEnum):
@@ -129,7 +147,7 @@ def discover(
                 or (font_set is FontSet.train and not held_out)
                 or (font_set is FontSet.heldout and held_out)
             )
-            if known and wanted and len(missing) <= max_missing:
+            if known and wanted and not is_reserved(family) and len(missing) <= max_missing:
                 found.append(Font(path, family, style, family in HANDWRITING_FAMILIES, missing, caps))
     if font_set is not FontSet.heldout:
         for folder in user_dirs:
@@ -138,6 +156,11 @@ def discover(
                 raise FontError(f"font folder {folder} has no .ttf or .otf files")
             for path in files:
                 family, style, missing, caps = _load(str(path), charset)
+                if is_reserved(family):
+                    raise FontError(
+                        f"{path} is the family {family}, which is reserved for an independent check of the shipped "
+                        f"model and never used for training or evaluation: take it out of {folder}"
+                    )
                 if len(missing) <= max_missing:
                     found.append(Font(path, family, style, True, missing, caps))
     if not found:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fontTools.ttLib import TTFont
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -17,10 +18,21 @@ from inkloop.cli import app
 from inkloop.labels import LABELS, LabelsError, read_labels
 from inkloop.text import DEFAULT_CHARSET, OutOfCharset
 from synth.corpus import Corpus, CorpusError
-from synth.fonts import HELD_OUT_FAMILIES, FontError, FontSet, discover
+from synth.fonts import (
+    HANDWRITING_FAMILIES,
+    HELD_OUT_FAMILIES,
+    PRINT_FAMILIES,
+    RESERVED_FAMILIES,
+    FontError,
+    FontSet,
+    discover,
+    family_slug,
+    is_reserved,
+)
 from synth.generate import SynthError, SynthOptions, generate
 from synth.render import _shear
 from synth.stitch import LineCrop, StitchError, stitch
+from tests.support.pages import FONT
 
 
 def _labels(folder: Path) -> list[dict]:
@@ -78,6 +90,42 @@ def test_held_out_fonts_never_train() -> None:
     assert len({f.family for f in heldout}) >= 4
     assert sum(f.handwriting for f in train) >= 20  # the Debian handwriting packages are installed
     assert {f.family for f in heldout if f.handwriting} and {f.family for f in heldout if not f.handwriting}
+
+
+# The families kept for an independent check of the shipped model, as the project's brief lists them.
+RESERVED = {
+    "caveat", "indie-flower", "homemade-apple", "reenie-beanie", "shadows-into-light", "patrick-hand", "gochi-hand",
+    "kalam", "covered-by-your-grace", "gloria-hallelujah", "nanum-pen-script", "cedarville-cursive",
+    "architects-daughter", "rock-salt", "just-another-hand", "nothing-you-could-do", "la-belle-aurore", "zeyada",
+    "dawning-of-a-new-day", "sue-ellen-francisco", "schoolbell", "coming-soon", "handlee", "annie-use-your-telescope",
+}  # fmt: skip
+
+
+def test_no_reserved_family_is_in_the_font_catalogue() -> None:
+    assert RESERVED == RESERVED_FAMILIES
+    catalogue = HANDWRITING_FAMILIES | PRINT_FAMILIES | HELD_OUT_FAMILIES
+    assert not [f for f in catalogue if is_reserved(f)]
+    # ... nor among the fonts synthesis finds, for training or for evaluation.
+    found = discover(DEFAULT_CHARSET, FontSet.all)
+    assert not [f.name for f in found if is_reserved(f.family)]
+    # Names are compared as npm's @fontsource packages spell them, and a family named after a reserved one is
+    # the same hand.
+    assert family_slug("Shadows Into Light Two") == "shadows-into-light-two"
+    assert is_reserved("Indie Flower") and is_reserved("Caveat Brush") and is_reserved("Patrick Hand SC")
+    assert not is_reserved("Kalamazoo Script") and not is_reserved("Dancing Script")
+
+
+def test_a_reserved_family_in_a_user_font_folder_is_refused(tmp_path: Path) -> None:
+    # A real font file renamed to a reserved family (the family name is what synthesis reads, not the file name).
+    folder = tmp_path / "fonts"
+    folder.mkdir()
+    font = TTFont(FONT)
+    for record in font["name"].names:
+        if record.nameID in (1, 4, 16):
+            record.string = "Indie Flower"
+    font.save(str(folder / "mine.ttf"))
+    with pytest.raises(FontError, match="Indie Flower, which is reserved for an independent check"):
+        discover(DEFAULT_CHARSET, FontSet.train, user_dirs=[folder])
 
 
 @pytest.mark.slow
