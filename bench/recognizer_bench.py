@@ -15,6 +15,7 @@ how many characters it emits, which greedy CTC decoding barely feels).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -77,9 +78,17 @@ def bench_inference(recognizer: Recognizer, images: list, repeats: int, referenc
             "speedup": round(ref / fast, 1),
         }
     grays = [to_grayscale(image) for image in images]
-    fast = _median_per_page(lambda: [segment(g) for g in grays], len(grays), repeats)
-    with library_kernels():
-        slow = _median_per_page(lambda: [segment(g) for g in grays], len(grays), repeats)
+    # Interleaved rounds, so both see the same machine (a virtual machine's speed drifts within a run).
+    rounds: dict[str, list[float]] = {"fast": [], "library": []}
+    for round_ in range(repeats + 1):
+        for name in rounds:
+            with library_kernels() if name == "library" else contextlib.nullcontext():
+                start = time.perf_counter()
+                for g in grays:
+                    segment(g)
+                if round_:  # the first round warms up
+                    rounds[name].append((time.perf_counter() - start) / len(grays))
+    fast, slow = statistics.median(rounds["fast"]), statistics.median(rounds["library"])
     results["segmentation_s_per_paragraph"] = round(fast, 4)
     results["segmentation_library_kernels_s_per_paragraph"] = round(slow, 4)
     results["segmentation_speedup"] = round(slow / fast, 2)

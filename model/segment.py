@@ -144,7 +144,8 @@ def _rotate(image: np.ndarray, angle: float) -> np.ndarray:
     """`image` rotated by `angle` degrees about its centre, on a canvas grown to hold it, bilinear, zeros outside:
     exactly what scipy's `ndimage.rotate(image, angle, reshape=True, order=1, mode="constant", prefilter=False)`
     gives (to float32 rounding; the same canvas and geometry, which `rotate_points` describes), computed by
-    Pillow's affine transform in about half the time. tests/model/test_segment.py holds the two together."""
+    Pillow's affine transform, and only over the part of the canvas that ink can reach (a page is mostly paper).
+    tests/model/test_segment_kernels.py holds it to scipy's."""
     if abs(angle) < 1e-3:
         return image
     rows, cols = image.shape
@@ -153,27 +154,45 @@ def _rotate(image: np.ndarray, angle: float) -> np.ndarray:
     rotation = np.array([[c, s], [-s, c]])  # output (row, col) -> input (row, col), as scipy's
     bounds = rotation @ [[0, 0, rows, rows], [0, cols, 0, cols]]
     out_rows, out_cols = (int(n) for n in (np.ptp(bounds, axis=1) + 0.5).astype(int))
-    off_row, off_col = (np.array([rows, cols]) - 1) / 2 - rotation @ ((np.array([out_rows, out_cols]) - 1) / 2)
+    offset = (np.array([rows, cols]) - 1) / 2 - rotation @ ((np.array([out_rows, out_cols]) - 1) / 2)
+    turned = np.zeros((out_rows, out_cols), np.float32)
+    inked_rows, inked_cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
+    if not inked_rows.size:
+        return turned
+    # An output pixel can be nonzero only if its sample lands within one pixel of the ink's bounding box: the
+    # window holding that box turned onto the canvas, plus a pixel for rounding.
+    box = np.array(
+        [[r, col] for r in (inked_rows[0] - 1, inked_rows[-1] + 1) for col in (inked_cols[0] - 1, inked_cols[-1] + 1)],
+        dtype=np.float64,
+    )
+    corners = (box - offset) @ rotation  # input (row, col) -> output (row, col): the rotation's inverse
+    top, left = (max(int(np.floor(v)) - 1, 0) for v in corners.min(axis=0))
+    high = corners.max(axis=0)
+    bottom, right = min(int(np.ceil(high[0])) + 2, out_rows), min(int(np.ceil(high[1])) + 2, out_cols)
+    if bottom <= top or right <= left:
+        return turned
+    off_row = offset[0] + s * left + c * top  # the window's first pixel is the canvas's (top, left)
+    off_col = offset[1] + c * left - s * top
     # Pillow maps output pixel centres (x + 0.5, y + 0.5) to input positions whose pixel centres are at +0.5 too.
     data = (c, -s, 0.5 * (s - c + 1) + off_col, s, c, 0.5 * (1 - c - s) + off_row)
-    turned = np.array(
+    window = np.array(
         Image.fromarray(image.astype(np.float32, copy=False)).transform(
-            (out_cols, out_rows), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR
+            (right - left, bottom - top), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR
         ),
         dtype=np.float32,
     )
     # scipy's "constant" mode samples only between the outermost pixel centres (Pillow also takes the half pixel
-    # beyond them, repeating the edge): zero what maps outside [0, rows - 1] x [0, cols - 1]. Per output row
+    # beyond them, repeating the edge): zero what maps outside [0, rows - 1] x [0, cols - 1]. Per window row
     # that is one interval of columns, from in_col = c * col + (off_col - s * row) and in_row = s * col + (...).
-    out_row = np.arange(out_rows, dtype=np.float64)
-    start_col, end_col = (np.array([0.0, cols - 1.0])[:, None] - (off_col - s * out_row)) / c
+    window_row = np.arange(bottom - top, dtype=np.float64)
+    start_col, end_col = (np.array([0.0, cols - 1.0])[:, None] - (off_col - s * window_row)) / c
     if abs(s) > 1e-12:
-        first, last = (np.array([0.0, rows - 1.0])[:, None] - (off_row + c * out_row)) / s
+        first, last = (np.array([0.0, rows - 1.0])[:, None] - (off_row + c * window_row)) / s
         first, last = np.minimum(first, last), np.maximum(first, last)
         start_col, end_col = np.maximum(start_col, first), np.minimum(end_col, last)
-    columns = np.arange(out_cols)
-    outside = (columns < np.ceil(start_col - 1e-9)[:, None]) | (columns > np.floor(end_col + 1e-9)[:, None])
-    turned[outside] = 0.0
+    columns = np.arange(right - left)
+    window[(columns < np.ceil(start_col - 1e-9)[:, None]) | (columns > np.floor(end_col + 1e-9)[:, None])] = 0.0
+    turned[top:bottom, left:right] = window
     return turned
 
 

@@ -37,6 +37,27 @@ def test_rotation_is_scipys_bilinear_rotation(shape: tuple[int, int], angle: flo
     np.testing.assert_allclose(turned, expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("where", ["middle", "top edge", "left edge", "corner", "one pixel", "nothing"])
+@pytest.mark.parametrize("angle", [-5.5, -1.0, 0.25, 3.75])
+def test_rotation_of_ink_on_paper_is_scipys(where: str, angle: float) -> None:
+    # Only the part of the canvas that ink can reach is computed: wherever the ink is, the rest is still zero.
+    image = np.zeros((240, 500), np.float32)
+    rng = np.random.default_rng(3)
+    rows, cols = {
+        "middle": (slice(80, 150), slice(100, 420)),
+        "top edge": (slice(0, 30), slice(50, 300)),
+        "left edge": (slice(60, 200), slice(0, 40)),
+        "corner": (slice(200, 240), slice(460, 500)),
+        "one pixel": (slice(120, 121), slice(250, 251)),
+        "nothing": (slice(0, 0), slice(0, 0)),
+    }[where]
+    image[rows, cols] = rng.random(image[rows, cols].shape).astype(np.float32)
+    expected = reference.rotate(image, angle)
+    turned = _rotate(image, angle)
+    assert turned.shape == expected.shape
+    np.testing.assert_allclose(turned, expected, rtol=0, atol=1e-6)
+
+
 def test_median_and_percentile_equal_numpys_to_the_last_bit() -> None:
     rng = np.random.default_rng(1)
     for _ in range(2000):
