@@ -191,7 +191,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
             for (px, _), c in zip(points, cells, strict=True):
                 draw.line([(px, y(c["low"])), (px, y(c["high"]))], fill=colours[arm], width=2)
                 draw.ellipse([px - 4, y(c["cer"]) - 4, px + 4, y(c["cer"]) + 4], fill=colours[arm])
-            draw.text((right - 120, top + 20 * n), arm, fill=colours[arm], font=font)
+            draw.text((left + 20, bottom - 50 + 20 * n), arm, fill=colours[arm], font=font)  # below the lines
     image.save(path)
 
 
