@@ -35,7 +35,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet --constraint requirements/constraints.txt --editable '.[dev]'
 	@touch $(STAMP)
 
-# Debian font packages, installed when missing (as root, or through sudo).
+# Handwriting fonts from npm's @fontsource packages (synth/data/fontsource.txt), into the system font folder as
+# root, else the user's; installed when missing.
+FONTSOURCE_DIR ?= $(if $(filter 0,$(shell id -u)),/usr/local/share/fonts/fontsource,$(HOME)/.local/share/fonts/fontsource)
+
+# Debian font packages, installed when missing (as root, or through sudo), then the npm ones.
 fonts:
 	@missing=$$(for p in $(FONT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -44,6 +48,7 @@ fonts:
 		echo "installing fonts: $$missing"; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@sh deploy/fontsource.sh synth/data/fontsource.txt $(FONTSOURCE_DIR)
 
 # Debian's Chromium, for the web page test (playwright drives it; no browser is downloaded).
 browser:
@@ -74,17 +79,24 @@ DEMO_ARGS ?=
 demo: venv fonts
 	$(BIN)/inkloop demo $(DEMO_ARGS)
 
-# The shipped model, reproducibly, in two stages (GPU with bf16 when there is one; the defaults are sized for a
-# 2-core CPU: about 90 + 50 minutes). Stage 1 trains from scratch on synthetic paragraphs in the training fonts.
-# Stage 2 fine-tunes it on fresh pages of which 30% are written in block capitals (as forms and notes are), so
-# that capitals in unseen hands read as well as mixed case. Then the held-out fonts in both polarities are
-# evaluated into the model card and the artifact is installed as the shipped model. Each step is a file target:
-# rerunning after an interruption skips what is done and resumes training from the last checkpoint.
+# The shipped model, reproducibly, in three stages (GPU with bf16 when there is one; the defaults are sized for a
+# 2-core CPU: about 90 + 50 + 60 minutes). Stage 1 trains from scratch on synthetic paragraphs in the Debian
+# training fonts. Stage 2 fine-tunes it on fresh pages of which 30% are written in block capitals (as forms and
+# notes are), so that capitals in unseen hands read as well as mixed case. Stage 3 fine-tunes that on pages in
+# every training family (the Debian ones and the npm ones: 87 hands) with what real pages add (squared paper,
+# pencil, thin pens, shadows, steep camera angles) on half of them. Then the held-out families in both polarities
+# are evaluated into the model card and the artifact is installed as the shipped model. Each step is a file
+# target: rerunning after an interruption skips what is done and resumes training from the last checkpoint.
+# Stages 1 and 2 are base-2's; to start stage 3 from the shipped base-2 instead of retraining them:
+#   git show a90a67b:model/artifacts/base.pt > base-2.pt && make base-model HANDS_INIT=base-2.pt
 BASE_TRAIN ?= 4000
 BASE_SEED ?= 11
 BASE_CONFIG ?= model/configs/base.json
 CAPS_TRAIN ?= 4000
 CAPS_CONFIG ?= model/configs/base-caps.json
+HANDS_TRAIN ?= 3000
+HANDS_CONFIG ?= model/configs/base-hands.json
+HANDS_INIT ?= runs/base-caps/model.pt
 DATA ?= data
 SYNTH := $(BIN)/inkloop synth
 resume = $(if $(wildcard $(1)/checkpoints/last.ckpt),--resume)
@@ -99,6 +111,10 @@ $(DATA)/caps-train/labels.jsonl:
 	$(SYNTH) --count $(CAPS_TRAIN) --out $(DATA)/caps-train --seed 12 --caps-share 0.3
 $(DATA)/caps-val/labels.jsonl:
 	$(SYNTH) --count 400 --out $(DATA)/caps-val --seed 4 --caps-share 0.3
+$(DATA)/hands-train/labels.jsonl:
+	$(SYNTH) --count $(HANDS_TRAIN) --out $(DATA)/hands-train --seed 13 --caps-share 0.3 --realism 0.5
+$(DATA)/hands-val/labels.jsonl:
+	$(SYNTH) --count 300 --out $(DATA)/hands-val --seed 6 --caps-share 0.3 --realism 0.5
 $(DATA)/heldout/labels.jsonl:
 	$(SYNTH) --count 400 --out $(DATA)/heldout --seed 3 --font-set heldout --dark-share 0.5
 
@@ -110,9 +126,13 @@ runs/base-caps/model.pt: runs/base/model.pt $(DATA)/caps-train/labels.jsonl $(DA
 	$(BIN)/inkloop train --data $(DATA)/caps-train --val $(DATA)/caps-val --config $(CAPS_CONFIG) \
 		--init runs/base/model.pt --out runs/base-caps --version base-2 $(call resume,runs/base-caps)
 
-model/artifacts/base.pt: runs/base-caps/model.pt $(DATA)/heldout/labels.jsonl
-	$(BIN)/inkloop evaluate --model runs/base-caps/model.pt --data $(DATA)/heldout --into-card heldout_fonts
-	mkdir -p model/artifacts && cp runs/base-caps/model.pt model/artifacts/base.pt
+runs/base-hands/model.pt: $(HANDS_INIT) $(DATA)/hands-train/labels.jsonl $(DATA)/hands-val/labels.jsonl
+	$(BIN)/inkloop train --data $(DATA)/hands-train --val $(DATA)/hands-val --config $(HANDS_CONFIG) \
+		--init $(HANDS_INIT) --out runs/base-hands --version base-3 $(call resume,runs/base-hands)
+
+model/artifacts/base.pt: runs/base-hands/model.pt $(DATA)/heldout/labels.jsonl
+	$(BIN)/inkloop evaluate --model runs/base-hands/model.pt --data $(DATA)/heldout --into-card heldout_fonts
+	mkdir -p model/artifacts && cp runs/base-hands/model.pt model/artifacts/base.pt
 
 test: venv fonts browser tesseract labelstudio
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -6,7 +6,7 @@ seed gives the same page."""
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -28,6 +28,36 @@ class PageStyle:
     noise: float  # sensor noise std, grey levels
     jpeg_quality: int  # 0 = no JPEG round trip
     downscale: float  # 1 = none; <1 resamples down and up (low resolution camera)
+    # What real pages add to rendered fonts (`sample(..., realism=rng)`; all off otherwise, so pages drawn before
+    # these existed stay the same):
+    squared: int = 0  # squared (graph) paper: the grid's cell in pixels, 0 = none
+    pencil: bool = False  # graphite: grey, grainy, never fully opaque
+    thinning: float = 1.0  # > 1 thins the strokes (a fine pen): ink coverage is raised to this power
+    shadow: float = 0.0  # strength of a soft shadow across part of the page (a hand or a phone over it)
+
+    @classmethod
+    def sample_realism(cls, style: PageStyle, rng: np.random.Generator) -> PageStyle:
+        """`style` with the extras real pages have, drawn from `rng`: squared paper, pencil, a thinner or
+        heavier hand, a shadow, and a page photographed at a steeper angle."""
+        dark = style.dark_background
+        squared = int(rng.integers(18, 40)) if not dark and rng.random() < 0.2 else 0
+        pencil = not dark and rng.random() < 0.2
+        ink = style.ink
+        if pencil:
+            grey = int(rng.integers(30, 100))
+            ink = (grey, grey, grey)
+        return replace(
+            style,
+            ink=ink,
+            ruled=style.ruled and not squared,
+            margin_line=style.margin_line and not squared,
+            squared=squared,
+            pencil=bool(pencil),
+            thinning=float(rng.uniform(1.0, 2.5)) if rng.random() < 0.35 else 1.0,
+            shadow=float(rng.uniform(0.15, 0.5)) if rng.random() < 0.25 else 0.0,
+            perspective=float(rng.uniform(0.02, 0.07)) if rng.random() < 0.3 else style.perspective,
+            pressure=float(rng.uniform(0.2, 0.6)) if rng.random() < 0.3 else style.pressure,
+        )
 
     @classmethod
     def sample(cls, rng: np.random.Generator, dark_background: bool | None = None) -> PageStyle:
@@ -104,7 +134,19 @@ def compose(
             x = int(rng.integers(2, max(3, min(60, w // 8))))
             paper[:, x : x + 2] = paper[:, x : x + 2] * 0.4 + tone([220, 90, 90]) * 0.6
 
+    if style.squared:
+        grid = tone([150, 175, 210] if rng.random() < 0.6 else [175, 175, 175])
+        cell = style.squared
+        x0, y0 = (int(v) for v in rng.integers(0, cell, size=2))
+        paper[y0::cell] = paper[y0::cell] * 0.5 + grid * 0.5
+        paper[:, x0::cell] = paper[:, x0::cell] * 0.5 + grid * 0.5
+
     alpha = mask.astype(np.float32) / 255.0
+    if style.thinning != 1.0:
+        alpha **= style.thinning
+    if style.pencil:
+        grain = rng.uniform(0.45, 1.0, size=(h, w)).astype(np.float32)
+        alpha *= grain * float(rng.uniform(0.75, 0.95))
     if style.pressure:
         alpha *= 1.0 - style.pressure * (0.5 + 0.5 * _smooth_noise(rng, (h, w), 24))
     page = paper * (1 - alpha[..., None]) + tone(style.ink) * alpha[..., None]
@@ -118,6 +160,8 @@ def compose(
         image = _perspective(image, style.perspective, rng, fill)
     if style.lighting:
         image = _lighting(image, style.lighting, rng)
+    if style.shadow:
+        image = _shadow(image, style.shadow, rng)
     if style.downscale < 1.0:
         small = (max(int(image.width * style.downscale), 8), max(int(image.height * style.downscale), 8))
         image = image.resize(small, Image.Resampling.BILINEAR).resize(image.size, Image.Resampling.BILINEAR)
@@ -162,6 +206,23 @@ def _lighting(image: Image.Image, strength: float, rng: np.random.Generator) -> 
     gain = 1.0 - strength * (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
     gain = np.asarray(
         Image.fromarray(gain.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32
+    )
+    pixels = np.asarray(image, dtype=np.float32)
+    pixels = pixels * (gain[..., None] if pixels.ndim == 3 else gain)
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8), image.mode)
+
+
+def _shadow(image: Image.Image, strength: float, rng: np.random.Generator) -> Image.Image:
+    """Darken the part of the page beyond a random line, with a soft edge (a shadow cast across the sheet)."""
+    w, h = image.size
+    gw, gh = max(w // 8, 2), max(h // 8, 2)
+    angle = rng.uniform(0, 2 * np.pi)
+    ys, xs = np.mgrid[0:gh, 0:gw].astype(np.float32)
+    distance = (xs / gw - 0.5) * np.cos(angle) + (ys / gh - 0.5) * np.sin(angle) - rng.uniform(-0.3, 0.3)
+    softness = rng.uniform(0.02, 0.12)
+    shade = 1.0 - strength / (1.0 + np.exp(-distance / softness))
+    gain = np.asarray(
+        Image.fromarray(shade.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32
     )
     pixels = np.asarray(image, dtype=np.float32)
     pixels = pixels * (gain[..., None] if pixels.ndim == 3 else gain)

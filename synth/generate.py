@@ -52,6 +52,7 @@ class SynthOptions:
     max_lines: int = 12
     handwriting_share: float = 0.7  # share of pages in handwriting (not printed) fonts
     caps_share: float = 0.0  # share of pages written in block capitals (forms, notes), whatever the font
+    realism: float = 0.0  # share of pages with what real pages add (squared paper, pencil, shadows, steep angles)
     lines_from: Path | None = None  # stitch paragraphs from this folder's line crops instead of rendering
 
     def validate(self) -> None:
@@ -61,6 +62,8 @@ class SynthOptions:
             raise SynthError(f"dark share must be in [0, 1], got {self.dark_share}")
         if not 0 <= self.caps_share <= 1:
             raise SynthError(f"caps share must be in [0, 1], got {self.caps_share}")
+        if not 0 <= self.realism <= 1:
+            raise SynthError(f"realism must be in [0, 1], got {self.realism}")
         if not 1 <= self.max_lines <= 30:
             raise SynthError(f"max lines must be in 1..30, got {self.max_lines}")
 
@@ -110,6 +113,9 @@ class Generator:
         lines = wrap(words, font, style, max_width, n_lines)
         rendered = render(lines, font, style, rng)
         page = PageStyle.sample(rng, dark)
+        extras = np.random.default_rng([self.options.seed, index, 2])  # its own stream, as for caps_share
+        if self.options.realism and extras.random() < self.options.realism:
+            page = PageStyle.sample_realism(page, extras)
         image = compose(rendered.mask, rendered.baselines, rendered.line_height, page, rng, self.options.color)
         meta = {
             "generator": "font",
@@ -173,6 +179,7 @@ def generate(
             "color": options.color,
             "dark_share": options.dark_share,
             "caps_share": options.caps_share,
+            "realism": options.realism,
             "lines_from": str(options.lines_from) if options.lines_from else None,
             "inkloop_version": __version__,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

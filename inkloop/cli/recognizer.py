@@ -29,7 +29,7 @@ def synth(
     out: Annotated[Path, typer.Option("--out", help="New (or empty) folder for the PNGs and labels.jsonl.")],
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same images.")] = 0,
     fonts: Annotated[
-        list[Path] | None, typer.Option("--fonts", help="A folder of .ttf/.otf fonts to use as well (repeatable).")
+        list[Path] | None, typer.Option("--fonts", help="A folder of font files to use as well (repeatable).")
     ] = None,
     corpus: Annotated[Path | None, typer.Option("--corpus", help="UTF-8 text to write (default: shipped).")] = None,
     font_set: Annotated[str, typer.Option("--font-set", help="train, heldout (never trained on) or all.")] = "train",
@@ -40,6 +40,12 @@ def synth(
     dark_share: Annotated[float, typer.Option("--dark-share", help="Share of light-on-dark pages.")] = 0.2,
     caps_share: Annotated[
         float, typer.Option("--caps-share", help="Share of pages written in block capitals, in any font.")
+    ] = 0.0,
+    realism: Annotated[
+        float,
+        typer.Option(
+            "--realism", help="Share of pages with squared paper, pencil, thin pens, shadows and steep camera angles."
+        ),
     ] = 0.0,
     max_lines: Annotated[
         int, typer.Option("--max-lines", help="Lines per paragraph are 1..this (1 gives single lines).")
@@ -67,6 +73,7 @@ def synth(
         color=color,
         dark_share=dark_share,
         caps_share=caps_share,
+        realism=realism,
         max_lines=max_lines,
         lines_from=lines_from,
     )

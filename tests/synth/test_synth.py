@@ -1,5 +1,5 @@
 """Synthetic paragraphs: deterministic per seed, valid labels, both polarities, fonts held out, stitching, atomic
-output and clear errors. Uses the Debian fonts the setup installs (a missing font is a failure, not a skip)."""
+output and clear errors. Uses the Debian and npm fonts the setup installs (a missing font is a failure, not a skip)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,15 @@ from inkloop.labels import LABELS, LabelsError, read_labels
 from inkloop.text import DEFAULT_CHARSET, OutOfCharset
 from synth.corpus import Corpus, CorpusError
 from synth.fonts import (
-    HANDWRITING_FAMILIES,
-    HELD_OUT_FAMILIES,
-    PRINT_FAMILIES,
+    HELD_OUT_FONTSOURCE,
     RESERVED_FAMILIES,
     FontError,
     FontSet,
+    catalogue,
     discover,
     family_slug,
+    fontsource_families,
+    is_held_out,
     is_reserved,
 )
 from synth.generate import SynthError, SynthOptions, generate
@@ -85,11 +86,20 @@ def test_color_pages(tmp_path: Path) -> None:
 def test_held_out_fonts_never_train() -> None:
     train = discover(DEFAULT_CHARSET, FontSet.train)
     heldout = discover(DEFAULT_CHARSET, FontSet.heldout)
-    assert {f.family for f in heldout} <= HELD_OUT_FAMILIES
-    assert not {f.family for f in train} & HELD_OUT_FAMILIES
-    assert len({f.family for f in heldout}) >= 4
-    assert sum(f.handwriting for f in train) >= 20  # the Debian handwriting packages are installed
-    assert {f.family for f in heldout if f.handwriting} and {f.family for f in heldout if not f.handwriting}
+    assert all(is_held_out(f.family) for f in heldout)
+    assert not [f.family for f in train if is_held_out(f.family)]
+    # `make fonts` installed the Debian packages and the npm ones: 60+ handwriting families train, and the
+    # held-out set grew in proportion (about one handwriting family in six).
+    train_hands = {f.family for f in train if f.handwriting}
+    heldout_hands = {f.family for f in heldout if f.handwriting}
+    assert len(train_hands) >= 60
+    assert len(heldout_hands) >= 15 and len(heldout_hands) / (len(train_hands) + len(heldout_hands)) >= 0.15
+    assert {f.family for f in heldout if not f.handwriting}
+    # Every npm family is found, as one font file (its latin regular face), and read as handwriting.
+    npm = [f for f in discover(DEFAULT_CHARSET, FontSet.all) if f.path.suffix == ".woff2"]
+    assert {family_slug(f.family) for f in npm} == fontsource_families()
+    assert len(npm) == len(fontsource_families()) and all(f.handwriting for f in npm)
+    assert fontsource_families() >= HELD_OUT_FONTSOURCE
 
 
 # The families kept for an independent check of the shipped model, as the project's brief lists them.
@@ -103,8 +113,8 @@ RESERVED = {
 
 def test_no_reserved_family_is_in_the_font_catalogue() -> None:
     assert RESERVED == RESERVED_FAMILIES
-    catalogue = HANDWRITING_FAMILIES | PRINT_FAMILIES | HELD_OUT_FAMILIES
-    assert not [f for f in catalogue if is_reserved(f)]
+    assert not [f for f in catalogue() if is_reserved(f)]
+    assert len(fontsource_families()) >= 60  # the npm list is part of the catalogue
     # ... nor among the fonts synthesis finds, for training or for evaluation.
     found = discover(DEFAULT_CHARSET, FontSet.all)
     assert not [f.name for f in found if is_reserved(f.family)]
@@ -155,6 +165,32 @@ def test_block_capitals_share_upper_cases_pages_and_keeps_the_rest(tmp_path: Pat
         generate(tmp_path / "bad", SynthOptions(count=1, caps_share=1.5))
 
 
+@pytest.mark.slow
+def test_realism_adds_what_real_pages_have_and_leaves_other_pages_alone(tmp_path: Path) -> None:
+    plain = _labels(generate(tmp_path / "plain", SynthOptions(count=40, seed=4)))
+    real = _labels(generate(tmp_path / "real", SynthOptions(count=40, seed=4, realism=0.7)))
+    extras = [r for r in real if r["page"] != next(p for p in plain if p["file"] == r["file"])["page"]]
+    assert 15 <= len(extras) <= 38
+    # Each extra shows up: squared paper, pencil, a thinner pen, a shadow, a steeper camera angle.
+    assert any(r["page"]["squared"] for r in extras) and any(r["page"]["pencil"] for r in extras)
+    assert any(r["page"]["thinning"] > 1 for r in extras) and any(r["page"]["shadow"] for r in extras)
+    assert max(r["page"]["perspective"] for r in extras) > max(p["page"]["perspective"] for p in plain)
+    for r in extras:
+        page = r["page"]
+        assert not (page["squared"] and page["ruled"]) and not (page["pencil"] and page["dark_background"])
+        if page["pencil"]:
+            assert len(set(page["ink"])) == 1 and page["ink"][0] < 100  # graphite grey
+    for p, r in zip(plain, real, strict=True):
+        assert (p["text"], p["font"]) == (r["text"], r["font"])  # the extras are drawn from a stream of their own
+        if r not in extras:
+            assert (tmp_path / "plain" / p["file"]).read_bytes() == (tmp_path / "real" / r["file"]).read_bytes()
+        else:
+            image = Image.open(tmp_path / "real" / r["file"])
+            assert (image.width, image.height) == (r["width"], r["height"]) and np.asarray(image).std() > 5
+    with pytest.raises(SynthError, match="realism"):
+        generate(tmp_path / "bad", SynthOptions(count=1, realism=-0.1))
+
+
 def test_user_fonts_folder_is_used(tmp_path: Path) -> None:
     fonts = tmp_path / "myfonts"
     fonts.mkdir()
@@ -162,7 +198,7 @@ def test_user_fonts_folder_is_used(tmp_path: Path) -> None:
     found = discover(DEFAULT_CHARSET, FontSet.train, user_dirs=[fonts])
     assert any(f.path.parent == fonts for f in found)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FontError, match="has no .ttf or .otf files"):
+    with pytest.raises(FontError, match="has no font files"):
         discover(DEFAULT_CHARSET, FontSet.train, user_dirs=[tmp_path / "empty"])
     with pytest.raises(FontError, match="no usable train fonts"):
         discover(DEFAULT_CHARSET, FontSet.train, system_dirs=[tmp_path / "none"])
