@@ -43,6 +43,7 @@ from inkloop.labels import read_records
 from inkloop.text import cer
 from model.confidence import expected_calibration_error
 from model.data import LineItem, Page, load_lines
+from model.export import Runtime
 from model.gate_html import render
 from model.gates import (
     Check,
@@ -288,10 +289,20 @@ def run_gates(
     started = time.perf_counter()
     tests = [p for p in pages if p.set == "test"] or [p for p in pages if p.set == "golden"]
     eager = _read(eager_recognizer(candidate_path), tests)
-    scripted = [b for p, b in zip(pages, candidate_reads, strict=True) if p.set == tests[0].set] if tests else []
+    chosen = {id(p) for p in tests}
+    served = {candidate.runtime.value: [b for p, b in zip(pages, candidate_reads, strict=True) if id(p) in chosen]}
+    for runtime in Runtime:
+        if runtime.value not in served:
+            served[runtime.value] = _read(Recognizer.load(candidate_path, runtime=runtime), tests)
     where = tests[0].set if tests else "test"
     checks.append(
-        parity_check([p.key for p in tests], [r.text for r in scripted], [r.text for r in eager], config, where)
+        parity_check(
+            [p.key for p in tests],
+            {name: [r.text for r in reads] for name, reads in served.items()},
+            [r.text for r in eager],
+            config,
+            where,
+        )
     )
     seconds["export_parity"] = round(time.perf_counter() - started, 2)
 

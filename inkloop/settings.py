@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import fsspec
@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     )
     model_refresh_seconds: float = Field(
         10.0, gt=0.0, description="How often a running server checks the registry for a new champion model."
+    )
+    inference_runtime: Literal["auto", "onnx", "torchscript"] = Field(
+        "auto",
+        description="How models run: onnx (ONNX Runtime, the faster on CPU), torchscript, or auto (onnx on CPU).",
     )
     serve_max_batch: int = Field(
         8, ge=1, le=64, description="Most pages one inference batch of the server reads (concurrent requests)."

@@ -4,7 +4,8 @@ them. flows/gate.py gathers the pages and runs them; model/gate_html.py renders 
 1. **Memorization** - the candidate's network and training code (its own config, learning rate included), from
    the parent's weights, overfit one batch of the new data below a loss bound, and to at most half the loss it
    started at, within a fixed number of steps: the training path can learn this data (model/memorize.py).
-2. **Export parity** - the TorchScript artifact and the eager network read the test pages the same.
+2. **Export parity** - every runtime that serves the artifact (TorchScript, ONNX Runtime) reads the test pages as
+   the eager network does.
 3. **Regression** - on frozen sets read by both models (the dataset's test split by slice, the golden pages, a
    frozen held-out synthetic set), the 95% interval of the CER difference (candidate - champion) from a paired
    bootstrap over pages. A decisive slice (enough pages) fails when its upper bound is above the margin; a
@@ -322,38 +323,39 @@ def speed_check(times: dict[str, list[float]], config: GateConfig, pages: int) -
     )
 
 
-def parity_check(keys: list[str], scripted: list[str], eager: list[str], config: GateConfig, where: str) -> Check:
-    """The TorchScript artifact against the eager network on the same pages. An export bug (a wrong charset order,
-    a missing normalisation) changes most readings; float differences between the two graphs can only flip a
-    character where two were nearly tied. So the bound is on the CER between the two readings over all pages
-    (Σedits/Σchars, `parity_cer`), not on identical texts: measured in the loop test, a candidate fine-tuned for
-    40 steps read 1 of 6 golden pages one character differently, about 0.0005 of their characters."""
-    if not keys:
+def parity_check(
+    keys: list[str], served: dict[str, list[str]], eager: list[str], config: GateConfig, where: str
+) -> Check:
+    """Each runtime that can serve the artifact (`served`: runtime name -> its readings; TorchScript, ONNX
+    Runtime) against the eager network on the same pages. An export bug (a wrong charset order, a missing
+    normalisation) changes most readings; float differences between two graphs can only flip a character where two
+    were nearly tied. So the bound is on the CER between the readings over all pages (Σedits/Σchars,
+    `parity_cer`), not on identical texts: measured in the loop test, a candidate fine-tuned for 40 steps read 1 of
+    6 golden pages one character differently, about 0.0005 of their characters."""
+    if not keys or not served:
         return Check(name="export_parity", passed=False, summary="no pages to compare on")
-    differ = [i for i, (a, b) in enumerate(zip(scripted, eager, strict=True)) if a != b]
-    between = corpus_cer(scripted, eager)
-    passed = between <= config.parity_cer
-    summary = (
-        f"TorchScript and eager read all {len(keys)} {where} pages alike"
-        if not differ
-        else f"{len(differ)} of {len(keys)} {where} pages read differently by TorchScript and eager: CER between "
-        f"the readings {between:.4f} ({'within' if passed else 'over'} the bound {config.parity_cer})"
-    )
-    return Check(
-        name="export_parity",
-        passed=passed,
-        summary=summary,
-        details={
-            "pages": len(keys),
+    parts, details, passed = [], {}, True
+    for runtime, readings in served.items():
+        differ = [i for i, (a, b) in enumerate(zip(readings, eager, strict=True)) if a != b]
+        between = corpus_cer(readings, eager)
+        ok = between <= config.parity_cer
+        passed &= ok
+        parts.append(
+            f"{runtime} reads all {len(keys)} {where} pages as eager does"
+            if not differ
+            else f"{runtime} reads {len(differ)} of {len(keys)} {where} pages differently from eager: CER between "
+            f"the readings {between:.4f} ({'within' if ok else 'over'} the bound {config.parity_cer})"
+        )
+        details[runtime] = {
             "cer_between": between,
             "differ": [
                 {
                     "key": keys[i],
-                    "torchscript": scripted[i],
+                    runtime: readings[i],
                     "eager": eager[i],
-                    "cer": edit_distance(scripted[i], eager[i]) / max(len(eager[i]), 1),
+                    "cer": edit_distance(readings[i], eager[i]) / max(len(eager[i]), 1),
                 }
                 for i in differ[:10]
             ],
-        },
-    )
+        }
+    return Check(name="export_parity", passed=passed, summary="; ".join(parts), details={"pages": len(keys), **details})

@@ -24,13 +24,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from inkloop.card import ModelCard
 from model.charset import Charset
 from model.config import TrainConfig
 from model.data import LineDataset, LineItem, collate
-from model.export import _Probabilities, load_artifact
+from model.export import TorchScriptSession, _Probabilities, eager_net, load_artifact
 from model.lit import LitRecognizer, seed_everything, transfer_weights
-from model.nets.lines import LineNet, LineNetConfig
 from model.recognizer import Recognizer
 
 
@@ -44,18 +42,10 @@ class Memorized:
     seconds: float
 
 
-def _net(card: ModelCard, scripted: Any) -> LineNet:
-    if card.config is None or "net" not in card.config:
-        raise ValueError(f"model {card.version} has no training config in its card")
-    net = LineNet(len(Charset(card.charset)), LineNetConfig.model_validate(card.config["net"]))
-    net.load_state_dict(scripted.net.state_dict())
-    return net
-
-
 def line_losses(artifact: Path, lines: list[LineItem]) -> list[float]:
     """Per-line CTC loss of a model on line crops (eval mode): how badly it reads each."""
     scripted, card = load_artifact(artifact)
-    net = _net(card, scripted).eval()
+    net = eager_net(scripted, card).eval()
     config = TrainConfig.model_validate({**(card.config or {}), "augment_enabled": False, "num_workers": 0})
     dataset = LineDataset(lines, Charset(card.charset), config, train=False)
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True, reduction="none")
@@ -92,7 +82,7 @@ def memorize(*, candidate: Path, parent: Path, lines: list[LineItem], steps: int
     )
     charset = Charset(card.charset)
     lit = LitRecognizer(config.model_dump(mode="json"), charset.characters)
-    transfer_weights(_net(parent_card, parent_scripted), lit.net, len(parent_card.charset) + 1)
+    transfer_weights(eager_net(parent_scripted, parent_card), lit.net, len(parent_card.charset) + 1)
     dataset = LineDataset(lines, charset, config, train=False)
     if not len(dataset):
         raise ValueError("no usable lines to memorize (each is too narrow for its text)")
@@ -130,5 +120,5 @@ def memorize(*, candidate: Path, parent: Path, lines: list[LineItem], steps: int
 def eager_recognizer(artifact: Path) -> Recognizer:
     """The artifact's network run eagerly (not TorchScript), behind the same reading code as serving."""
     scripted, card = load_artifact(artifact)
-    module = _Probabilities(_net(card, scripted)).eval()
-    return Recognizer(module, card, artifact)  # type: ignore[arg-type]
+    module = _Probabilities(eager_net(scripted, card)).eval()
+    return Recognizer(TorchScriptSession(module, freeze=False), card, artifact)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from inkloop.card import CardError, ModelCard
@@ -16,7 +15,7 @@ from inkloop.errors import InkloopError
 from model.charset import Charset
 from model.confidence import Calibration
 from model.decode import Decoded, geometric_mean, greedy
-from model.export import CARD
+from model.export import Runtime, Session, open_session
 from model.nets.lines import LineNet
 from model.preprocess import ImageInputError, line_input, page_lines
 
@@ -38,55 +37,50 @@ class Prediction:
 
 
 class Recognizer:
-    def __init__(self, module: torch.jit.ScriptModule, card: ModelCard, path: Path) -> None:
-        self.module, self.card, self.path = module, card, path
+    def __init__(self, session: Session, card: ModelCard, path: Path) -> None:
+        self.session, self.card, self.path = session, card, path
         self.charset = Charset(card.charset)
         self.line_height = card.input.line_height
         self.max_line_width = card.input.max_line_width
         self.calibration = Calibration.from_card(card.calibration) if card.calibration else Calibration()
         self.version: str = card.version
-        self.device = "cpu"
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.session.runtime
 
     @classmethod
-    def load(cls, path: Path | None = None, device: str = "cpu") -> Recognizer:
+    def load(cls, path: Path | None = None, device: str = "cpu", runtime: Runtime | None = None) -> Recognizer:
+        """The artifact at `path` (default: the shipped model), run by ONNX Runtime on CPU and by TorchScript on
+        other devices unless `runtime` says otherwise."""
         path = Path(path) if path is not None else SHIPPED_MODEL
         if not path.is_file():
             hint = " (the shipped model is built by `make base-model`)" if path == SHIPPED_MODEL else ""
             raise ModelLoadError(f"no model file at {path}{hint}")
-        files = {CARD: ""}
+        runtime = runtime or (Runtime.onnx if device == "cpu" else Runtime.torchscript)
+        if runtime is Runtime.onnx and device != "cpu":
+            raise ModelLoadError(f"the onnx runtime runs on the CPU; read on {device} with the torchscript runtime")
         try:
-            module = torch.jit.load(str(path), map_location=device, _extra_files=files)
+            session, card = open_session(path, runtime, device)
+        except CardError as exc:
+            raise ModelLoadError(str(exc)) from None
         except (RuntimeError, ValueError) as exc:
             detail = str(exc).splitlines()[0].split(". ")[0]
             raise ModelLoadError(f"{path} is not an inkloop model artifact: {detail}") from None
-        if not files[CARD]:
-            raise ModelLoadError(f"{path} is a TorchScript file without a model card; export it with inkloop")
-        try:
-            card = ModelCard.parse(files[CARD], source=str(path))
-        except CardError as exc:
-            raise ModelLoadError(str(exc)) from None
-        module.eval()
-        # Freezing folds batch norm into the convolutions and inlines the weights: about 2x faster at batch 1 on
-        # CPU. The file itself stays unfrozen, so warm starts can read its weights.
-        module = torch.jit.freeze(module)
-        recognizer = cls(module, card, path)
-        recognizer.device = device
-        return recognizer
+        return cls(session, card, path)
 
     def read_lines(self, lines: list[np.ndarray], batch_size: int = 32) -> list[Decoded]:
         """Greedy decodes of line inputs (float (H, W), ink = 1), batched by similar width."""
         decoded: list[Decoded | None] = [None] * len(lines)
         order = sorted(range(len(lines)), key=lambda i: lines[i].shape[1])
-        device = torch.device(self.device)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             width = max(-(-lines[i].shape[1] // LineNet.STRIDE) * LineNet.STRIDE for i in chunk)
             batch = np.zeros((len(chunk), 1, self.line_height, width), dtype=np.float32)
             for row, i in enumerate(chunk):
                 batch[row, 0, :, : lines[i].shape[1]] = lines[i]
-            frames = torch.tensor([LineNet.frames(lines[i].shape[1]) for i in chunk], dtype=torch.long)
-            with torch.inference_mode():
-                probs = self.module(torch.from_numpy(batch).to(device), frames.to(device)).float().cpu().numpy()
+            frames = np.array([LineNet.frames(lines[i].shape[1]) for i in chunk], dtype=np.int64)
+            probs = self.session(batch, frames)
             for row, i in enumerate(chunk):
                 decoded[i] = greedy(probs[row, : int(frames[row])], self.charset)
         return [d for d in decoded if d is not None]

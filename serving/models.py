@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db import repo
 from inkloop.store import ImageStore
-from model.recognizer import Recognizer
+from model.recognizer import Recognizer, Runtime
 from model.registry import materialize
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,10 @@ class ModelHolder:
         store: ImageStore,
         cache_dir: Path,
         fixed_model: Path | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self._sessions, self._store, self._cache_dir, self._fixed = sessions, store, cache_dir, fixed_model
+        self._runtime = runtime  # None: the recognizer's default for the device
         self._served: Served | None = None
         self._lock = threading.Lock()  # one refresh at a time; readers never wait for it
         self.last_error: str | None = None
@@ -71,7 +73,7 @@ class ModelHolder:
     def _refresh(self) -> bool:
         if self._fixed is not None:
             if self._served is None:
-                self._served = Served(Recognizer.load(self._fixed), "file")
+                self._served = Served(Recognizer.load(self._fixed, runtime=self._runtime), "file")
                 return True
             return False
         with self._sessions() as session:
@@ -80,13 +82,13 @@ class ModelHolder:
         if wanted is None:
             if self._served is not None and self._served.source == "shipped":
                 return False
-            self._served = Served(Recognizer.load(), "shipped")
+            self._served = Served(Recognizer.load(runtime=self._runtime), "shipped")
             log.info("serving the shipped model %s (no champion registered)", self._served.version)
             return True
         version, key = wanted
         if self._served is not None and self._served.source == "registry" and self._served.version == version:
             return False
-        recognizer = Recognizer.load(materialize(self._store, key, self._cache_dir))
+        recognizer = Recognizer.load(materialize(self._store, key, self._cache_dir), runtime=self._runtime)
         if recognizer.version != version:
             log.warning("champion %s's artifact calls itself %s", version, recognizer.version)
             recognizer.version = version

@@ -14,6 +14,7 @@ from db import repo
 from db.session import open_ready_engine, session_factory, session_scope
 from inkloop.settings import Settings
 from inkloop.store import ImageStore
+from model.recognizer import Runtime
 from serving.batching import Batcher
 from serving.models import ModelHolder
 from serving.requestlog import RequestLog
@@ -31,7 +32,8 @@ class State:
         self.sessions = session_factory(self.engine)
         self.store = ImageStore(settings.store_url)
         self.store.ensure()
-        self.models = ModelHolder(self.sessions, self.store, settings.home / "models", model_path)
+        runtime = None if settings.inference_runtime == "auto" else Runtime(settings.inference_runtime)
+        self.models = ModelHolder(self.sessions, self.store, settings.home / "models", model_path, runtime)
         self.batcher = Batcher(self.models, settings.serve_max_batch)
         self.request_log = RequestLog(self.sessions, self.store) if settings.request_log else None
         self.limits = Limits(settings.max_upload_bytes, settings.max_image_pixels)

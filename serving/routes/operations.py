@@ -35,6 +35,7 @@ async def healthz(state: AppState) -> JSONResponse:
         "status": "ok" if database == "ok" else "unavailable",
         "model_version": served.version,
         "model_source": served.source,
+        "model_runtime": served.recognizer.runtime.value,
         "model_refresh_error": state.models.last_error,
         "database": database,
         "request_log": state.request_log is not None,

@@ -128,22 +128,27 @@ def test_export_parity_tolerates_a_flipped_near_tie_and_fails_an_export_bug() ->
     config = GateConfig()
     keys = ["a", "b", "c"]
     pages = ["the quick brown fox jumps over the lazy dog " * 8] * 3  # 352 characters each
-    same = parity_check(keys, pages, list(pages), config, "golden")
-    assert same.passed and same.summary == "TorchScript and eager read all 3 golden pages alike"
+    same = parity_check(keys, {"torchscript": pages, "onnx": list(pages)}, list(pages), config, "golden")
+    assert same.passed
+    assert same.summary == (
+        "torchscript reads all 3 golden pages as eager does; onnx reads all 3 golden pages as eager does"
+    )
 
     flipped = [pages[0].replace("quick", "quiek", 1), *pages[1:]]  # one character of 1,056
-    near = parity_check(keys, flipped, pages, config, "golden")
+    near = parity_check(keys, {"onnx": flipped}, pages, config, "golden")
     assert near.passed
     assert near.summary == (
-        "1 of 3 golden pages read differently by TorchScript and eager: CER between the readings 0.0009 "
+        "onnx reads 1 of 3 golden pages differently from eager: CER between the readings 0.0009 "
         "(within the bound 0.002)"
     )
-    assert near.details["differ"] == [
-        {"key": "a", "torchscript": flipped[0], "eager": pages[0], "cer": 1 / len(pages[0])}
-    ]
+    onnx = near.details["onnx"]
+    assert isinstance(onnx, dict)
+    assert onnx["differ"] == [{"key": "a", "onnx": flipped[0], "eager": pages[0], "cer": 1 / 352}]
 
-    shifted = [p.replace("o", "0") for p in pages]  # a wrong charset order: every "o" read as another class
-    bug = parity_check(keys, shifted, pages, config, "test")
-    assert not bug.passed and "over the bound 0.002" in bug.summary
+    # A wrong charset order in one runtime (every "o" read as another class) fails the gate, whatever the other.
+    shifted = [p.replace("o", "0") for p in pages]
+    bug = parity_check(keys, {"torchscript": pages, "onnx": shifted}, pages, config, "test")
+    assert not bug.passed and "onnx reads 3 of 3 test pages differently" in bug.summary
+    assert "over the bound 0.002" in bug.summary
 
-    assert not parity_check([], [], [], config, "test").passed
+    assert not parity_check([], {}, [], config, "test").passed

@@ -20,7 +20,7 @@ from model.charset import BLANK, Charset
 from model.confidence import Calibration, cer_coverage_auc, expected_calibration_error, fit
 from model.config import TrainConfig
 from model.decode import greedy
-from model.export import export, read_card
+from model.export import Runtime, export, read_card
 from model.nets.lines import LineNet, LineNetConfig
 from model.preprocess import prepare_lines
 from model.recognizer import ModelLoadError, Recognizer
@@ -230,13 +230,19 @@ def test_torchscript_matches_the_eager_network(trained: Path, tmp_path: Path) ->
     with torch.no_grad():
         expected = eager(images, frames).softmax(-1)
         actual = scripted(images, frames)
-        served = Recognizer.load(exported).module(images, frames)  # frozen: batch norm folded into the convolutions
     assert torch.allclose(expected, actual, atol=1e-5)
-    assert torch.allclose(expected, served, atol=1e-4)
     charset = Charset.default()
     texts = [greedy(p[:n], charset).text for p, n in zip(expected.numpy(), frames.tolist(), strict=True)]
     assert texts == [greedy(p[:n], charset).text for p, n in zip(actual.numpy(), frames.tolist(), strict=True)]
-    assert texts == [greedy(p[:n], charset).text for p, n in zip(served.numpy(), frames.tolist(), strict=True)]
+    # Each runtime serving can use: frozen TorchScript (batch norm folded into the convolutions) and ONNX Runtime.
+    for runtime in Runtime:
+        recognizer = Recognizer.load(exported, runtime=runtime)
+        assert recognizer.runtime is runtime
+        served = recognizer.session(images.numpy(), frames.numpy())
+        assert served.shape == expected.shape
+        for row, n in enumerate(frames.tolist()):  # frames past a line's end are padding, read by no one
+            assert np.allclose(expected[row, :n].numpy(), served[row, :n], atol=1e-4), runtime
+        assert texts == [greedy(p[:n], charset).text for p, n in zip(served, frames.tolist(), strict=True)]
 
 
 @pytest.mark.slow
