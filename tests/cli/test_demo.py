@@ -10,6 +10,7 @@ import pytest
 from inkloop.cli.demo_run import DemoReport, demo_retrain, print_report, steps
 from inkloop.settings import load_settings
 from tests.support.loop import Loop
+from tests.support.paths import SHIPPED_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +43,7 @@ def test_the_demo_takes_the_shift_to_a_better_champion(loop: Loop, monkeypatch: 
     assert retrained.failed == [] and retrained.retrain.endswith("gate passed yes; promoted yes"), output
     assert report.champion == "m-0001"
     assert report.waves["second"].served_cer()[1] == ["m-0001"]  # the endpoint swapped before the second wave
-    assert report.waves["shift"].served_cer()[1] == ["base-2"]
+    assert report.waves["shift"].served_cer()[1] == [SHIPPED_VERSION]
     assert report.before is not None and report.after is not None
     assert report.after[0] == "m-0001" and report.after[1] < report.before[1], output
     assert report.loops["drift"].drift.startswith("verdict "), output

@@ -24,6 +24,7 @@ from inkloop.domain import Split
 from inkloop.labels import LabelSource
 from inkloop.store import ImageStore
 from tests.support.datasets import Page, handwritten_pages, labelled
+from tests.support.paths import SHIPPED_VERSION
 
 PROJECT = "inkloop"
 runner = CliRunner()
@@ -124,17 +125,19 @@ def test_a_labelled_page_is_followed_to_the_models_that_learnt_from_it(
         f"└ image {key[:12]}… valid, {request.image_width}x{request.image_height}, dark_on_light"
         if request.image_width
         else f"└ image {key[:12]}… valid, dark_on_light",
-        f'  ├ task {loop.task.id} in "inkloop" (low_confidence, completed; pre-filled by base-2)',
+        f'  ├ task {loop.task.id} in "inkloop" (low_confidence, completed; pre-filled by {SHIPPED_VERSION})',
         "  │ ├ " + annotation(first, _snippet(first.text)),
         "  │ └ " + annotation(second, '"A corrected reading / of the wh…"'),
         f"  ├ dataset ds-0001: train (annotation {first.ls_annotation_id} rev 1)",
         "  │ └ model m-0001 (champion) — learnt from this page",
         f"  └ dataset ds-0002: train (annotation {first.ls_annotation_id} rev 2)",
         "    └ model m-0002 (candidate) — learnt from this page",
-        "served by: base-2 (the shipped model, not in the registry)",
+        f"served by: {SHIPPED_VERSION} (the shipped model, not in the registry)",
     ]
 
-    assert record["request"]["request_id"] == request.request_id and record["request"]["model_version"] == "base-2"
+    assert (
+        record["request"]["request_id"] == request.request_id and record["request"]["model_version"] == SHIPPED_VERSION
+    )
     assert record["image"]["sha256"] == key and record["image"]["status"] == "valid"
     [task] = record["tasks"]
     assert (task["id"], task["state"], task["reason"]) == (loop.task.id, "completed", "low_confidence")
@@ -150,7 +153,7 @@ def test_a_labelled_page_is_followed_to_the_models_that_learnt_from_it(
         [("m-0001", "champion", True)],
         [("m-0002", "candidate", True)],
     ]
-    assert record["served_by"] == {"version": "base-2", "registered": False, "status": None}
+    assert record["served_by"] == {"version": SHIPPED_VERSION, "registered": False, "status": None}
     stamps = [
         record["request"]["created_at"],
         task["annotations"][1]["annotated_at"],

@@ -26,13 +26,14 @@ from inkloop.wait import wait_until
 from model.gates import Check, GateConfig, GateResult, SliceResult
 from model.recognizer import SHIPPED_MODEL
 from model.registry import register
+from tests.support.paths import SHIPPED_VERSION
 from tests.support.ports import free_port
 from tests.support.servers import inkloop_process
 
 runner = CliRunner()
 
 REGRESSION = "test/reason/audit: may be worse by up to 0.0350 (> margin 0.005)"
-CHAMPION, CANDIDATE = "base-2", "m-0001"  # the shipped model's own version; the first run's name
+CHAMPION, CANDIDATE = SHIPPED_VERSION, "m-0001"  # the shipped model's own version; the first run's name
 REASON = "the audit slice's labels are being redone; the new fonts matter more"
 
 
@@ -70,7 +71,7 @@ def _failed_gate() -> GateResult:
 
 @dataclass(frozen=True)
 class Registry:
-    """The shipped model as the champion (base-2), and m-0001, trained on ds-0001 from it and rejected by its gate."""
+    """The shipped model as the champion, and m-0001, trained on ds-0001 from it and rejected by its gate."""
 
     session: Session
     home: Path
@@ -166,7 +167,7 @@ def test_show_leads_with_the_verdict_the_failed_check_and_the_training_run(regis
 def test_show_json_holds_the_card_the_run_and_every_gate_report_whole(registry: Registry) -> None:
     record = json.loads(_ok("models", "show", CANDIDATE, "--json"))
     assert (record["version"], record["status"], record["dataset_version"]) == (CANDIDATE, "rejected", "ds-0001")
-    assert record["parent"] == CHAMPION and record["card"]["version"] == "base-2" and record["card"]["charset"]
+    assert record["parent"] == CHAMPION and record["card"]["version"] == SHIPPED_VERSION and record["card"]["charset"]
     run = record["training_run"]
     assert (run["name"], run["status"], run["steps"], run["wall_s"], run["device"]) == (
         CANDIDATE,

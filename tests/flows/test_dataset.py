@@ -31,7 +31,7 @@ from inkloop.store import ImageStore
 from model.golden import GOLDEN_DIR
 from monitoring.features import compute_features
 from tests.support.datasets import Page, handwritten_pages, labelled, rephotographed
-from tests.support.paths import REPO
+from tests.support.paths import REPO, SHIPPED_VERSION
 
 PROJECT = "inkloop"
 SPLITS = DatasetParams(val_share=0.2, test_share=0.3)
@@ -81,7 +81,7 @@ def test_completed_annotations_become_a_version_with_their_labels_and_slices(
         if page.boxes is not None:
             assert [line["text"] for line in member.lines or []] == page.text.split("\n")
             assert [tuple(line["box"]) for line in member.lines or []] == page.boxes
-        assert member.reason is TaskReason.low_confidence and member.served_model == "base-2"
+        assert member.reason is TaskReason.low_confidence and member.served_model == SHIPPED_VERSION
         assert member.served_confidence == pytest.approx(0.4) and member.line_count == len(page.text.split("\n"))
         assert member.polarity == "dark_on_light" and member.annotation_revision == 1 and member.group_key
     assert members[audit].reason is TaskReason.audit

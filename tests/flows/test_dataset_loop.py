@@ -26,6 +26,7 @@ from inkloop.phash import NEAR_DUPLICATE_DISTANCE, hamming
 from monitoring.features import compute_features
 from tests.support.datasets import Page, handwritten_pages, rephotographed
 from tests.support.loop import Loop, valid_image
+from tests.support.paths import SHIPPED_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +77,7 @@ def test_label_studio_answers_become_versions_synthetic_pages_and_training_data(
     assert set(members) == set(answered)
     for key, member in members.items():
         assert member.text == pages[key].text  # the corrected line reached the paragraph
-        assert member.reason.value == "low_confidence" and member.served_model == "base-2"
+        assert member.reason.value == "low_confidence" and member.served_model == SHIPPED_VERSION
     assert not dataset(DatasetParams(val_share=0.3, test_share=0.3)).created
 
     # A second wave: new pages, and another photo of a held-out page (routed too: near-duplicate routing is off).

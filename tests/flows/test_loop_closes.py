@@ -22,6 +22,7 @@ from flows.sync import sync
 from inkloop.cli.app import app
 from tests.support.datasets import Page, shifted_pages
 from tests.support.loop import Loop, answer_all, short_retrain
+from tests.support.paths import SHIPPED_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def test_production_pages_make_a_better_champion_that_the_server_then_answers_wi
         for page in shifted_pages(24, seed=77):
             response = client.post("/v1/predict", files={"image": ("page.png", page.data, "image/png")})
             assert response.status_code == 200, response.text
-            assert response.json()["model_version"] == "base-2"
+            assert response.json()["model_version"] == SHIPPED_VERSION
             key = hashlib.sha256(page.data).hexdigest()
             pages[key], requests[key] = page, response.json()["request_id"]
 

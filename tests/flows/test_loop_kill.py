@@ -40,6 +40,7 @@ from db.models import (
 from inkloop.domain import ImageSource, ModelStatus, TaskState
 from tests.support.datasets import Page, shifted_pages
 from tests.support.loop import Loop, answer_all, loop_params
+from tests.support.paths import SHIPPED_VERSION
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -153,7 +154,7 @@ def expected(request_ids: list[str], pages: dict[str, Page]) -> dict[str, Any]:
         "tasks": [(sha, TaskState.completed) for sha in images],
         "annotations": sorted((sha, 1, pages[sha].text) for sha in images),
         "datasets": {"ds-0001": images},
-        "models": {"base-2": ModelStatus.retired, "m-0001": ModelStatus.champion},
+        "models": {SHIPPED_VERSION: ModelStatus.retired, "m-0001": ModelStatus.champion},
         "training_runs": 1,
         "ls_task_ids": len(images),
     }

@@ -36,12 +36,12 @@ from model.gates import GateConfig
 from model.registry import read_card
 from tests.support.databases import BACKENDS, session_on
 from tests.support.datasets import Page, labelled, shifted_pages
-from tests.support.paths import REPO
+from tests.support.paths import REPO, SHIPPED_VERSION
 
 pytestmark = pytest.mark.slow
 
 PROJECT = "inkloop"
-# Short on purpose, and still a real fine-tune of the shipped network: 40 steps of 8 lines from base-2.
+# Short on purpose, and still a real fine-tune of the shipped network: 40 steps of 8 lines from the shipped model.
 SHORT = {"batch_size": 8, "lr": 0.0005, "warmup_fraction": 0.2, "val_every_steps": 40}
 # Speed is measured side by side on a handful of pages while other tests share the 2 cores: the tolerance is wide
 # here so that timing noise never decides these tests (the speed rule has its own test in tests/model).
@@ -134,7 +134,7 @@ def test_new_labels_retrain_the_champion_and_a_better_candidate_is_promoted(
     assert installation.count(TrainingRun) == 0
 
     summary = retrain(installation.params(force=True))
-    assert summary.candidate == "m-0001" and summary.champion == "base-2" and summary.dataset == built.version
+    assert summary.candidate == "m-0001" and summary.champion == SHIPPED_VERSION and summary.dataset == built.version
     assert summary.gate_passed and summary.promoted, summary.gate_failures
     assert summary.steps == 40 and summary.device == "cpu"
     assert installation.count(SyntheticSample) >= 4  # the synth flow had not run: retrain made the version's pages
@@ -142,7 +142,7 @@ def test_new_labels_retrain_the_champion_and_a_better_candidate_is_promoted(
     with installation.session() as session:
         run = session.scalars(select(TrainingRun)).one()
         candidate = repo.get_model(session=session, version="m-0001")
-        base = repo.get_model(session=session, version="base-2")
+        base = repo.get_model(session=session, version=SHIPPED_VERSION)
         assert run.status is RunStatus.succeeded and run.result_model_id == candidate.id
         assert run.parent_model_id == base.id and run.steps == 40 and run.wall_s and run.wall_s > 0
         assert run.config and run.config["max_steps"] == 40 and run.config["net"] == (base.card or {})["config"]["net"]
@@ -162,7 +162,7 @@ def test_new_labels_retrain_the_champion_and_a_better_candidate_is_promoted(
         card = candidate.card or {}
     assert report_path.is_file() and "m-0001" in report_path.read_text()
     assert any(tracker.glob("events.out.tfevents.*")), f"no TensorBoard events in {tracker}"
-    assert card["training_data"]["dataset_version"] == built.version and card["parent"]["version"] == "base-2"
+    assert card["training_data"]["dataset_version"] == built.version and card["parent"]["version"] == SHIPPED_VERSION
 
     # Nothing new since the new champion trained: nothing to do.
     again = retrain(installation.params())
@@ -196,7 +196,7 @@ def test_a_candidate_trained_on_shuffled_labels_is_rejected_naming_the_slice(
     assert "golden/all" in failed and all(name in regression for name in failed)
     with installation.session() as session:
         assert repo.get_model(session=session, version="m-0001").status is ModelStatus.rejected
-        assert repo.get_champion(session=session).version == "base-2"  # type: ignore[union-attr]
+        assert repo.get_champion(session=session).version == SHIPPED_VERSION  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("installation", ["sqlite"], indirect=True)
@@ -264,7 +264,7 @@ def test_a_retrain_killed_mid_run_resumes_to_one_candidate(installation: Install
     with installation.session() as session:
         killed = session.scalars(select(TrainingRun)).one()
         assert killed.status is RunStatus.running and killed.result_model_id is None
-    assert installation.count(ModelVersion) == 1  # base-2, the champion it started from
+    assert installation.count(ModelVersion) == 1  # the shipped model, the champion it started from
 
     params = installation.params(force=True, config=often, gate=False)
     resumed = retrain(params)
@@ -276,7 +276,7 @@ def test_a_retrain_killed_mid_run_resumes_to_one_candidate(installation: Install
         run = session.scalars(select(TrainingRun)).one()
         assert run.status is RunStatus.succeeded and run.name == "m-0001"
         models = {m.version: m for m in repo.list_models(session=session)}
-        assert set(models) == {"base-2", "m-0001"}
+        assert set(models) == {SHIPPED_VERSION, "m-0001"}
         artifacts = {m.artifact_key for m in models.values()}
         images = set(session.scalars(select(Image.sha256)))
     stored = set(installation.store.keys())

@@ -12,7 +12,7 @@ import flows.route as route_module
 from flows.route import RouteParams, route
 from inkloop.domain import TaskReason, TaskState
 from tests.support.loop import Loop, valid_image
-from tests.support.paths import GOLDEN
+from tests.support.paths import GOLDEN, SHIPPED_VERSION
 
 PAGES = sorted(GOLDEN.glob("*.png"))
 
@@ -48,7 +48,7 @@ def test_uncertain_and_flagged_pages_reach_annotators_least_confident_first(loop
         first = annotator.next_task(project_id)
         assert first is not None and first["data"]["image_sha256"] == keys[1]
         predictions = first["predictions"]
-        assert len(predictions) == 1 and predictions[0]["model_version"] == "base-2"
+        assert len(predictions) == 1 and predictions[0]["model_version"] == SHIPPED_VERSION
         texts = [r["value"].get("text") for r in predictions[0]["result"] if r["type"] == "textarea"]
         assert ["text 1\nline two"] in texts or any("text 1" in "".join(t) for t in texts if t)
         # The image is served to the annotator's browser.

@@ -25,6 +25,7 @@ from model.preprocess import page_lines
 from monitoring.features import compute_features
 from synth.fonts import FontSet
 from synth.generate import Generator, SynthOptions
+from tests.support.paths import SHIPPED_VERSION
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def labelled(
         request_id=request_id,
         image_sha256=key,
         image_bytes=len(data),
-        model_version="base-2",
+        model_version=SHIPPED_VERSION,
         text=page.reading,
         confidence=0.4,
         line_boxes=page.boxes,
@@ -128,7 +129,7 @@ def labelled(
         request_id=request_id,
         reason=reason,
         state=state,
-        model_version="base-2",
+        model_version=SHIPPED_VERSION,
         prediction_text=page.reading,
         completed_at=now,
     )

@@ -31,8 +31,9 @@ from model.recognizer import SHIPPED_MODEL, Recognizer
 from monitoring.features import compute_features
 from synth.generate import SynthOptions, generate
 from tests.support.datasets import Page
+from tests.support.paths import SHIPPED_VERSION
 
-MODEL = "base-2"
+MODEL = SHIPPED_VERSION
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from model.gates import GateConfig
 from tests.support.databases import BACKENDS, create_postgres_database, drop_postgres_database
 from tests.support.datasets import Page
 from tests.support.labelstudio import LabelStudioHandle
+from tests.support.paths import SHIPPED_VERSION
 from tests.support.servers import LiveServer
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class Loop:
         *,
         confidence: float,
         text: str = "a line",
-        model_version: str = "base-2",
+        model_version: str = SHIPPED_VERSION,
         line_boxes: list[tuple[float, float, float, float]] | None = None,
     ) -> str:
         """A request row as another serving stack would write it: the image first, then the row."""

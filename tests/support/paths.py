@@ -8,3 +8,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "model" / "golden"
 INKLOOP = str(Path(sys.executable).with_name("inkloop"))
+
+
+def _shipped_version() -> str:
+    from model.export import read_card
+    from model.recognizer import SHIPPED_MODEL
+
+    return read_card(SHIPPED_MODEL).version
+
+
+# The shipped model's version ("base-3"): the champion a fresh installation starts from.
+SHIPPED_VERSION = _shipped_version()
