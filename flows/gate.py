@@ -43,7 +43,7 @@ from inkloop.labels import read_records
 from inkloop.text import cer
 from model.confidence import expected_calibration_error
 from model.data import LineItem, Page, load_lines
-from model.export import Runtime
+from model.export import Runtime, has_int8
 from model.gate_html import render
 from model.gates import (
     Check,
@@ -292,7 +292,7 @@ def run_gates(
     chosen = {id(p) for p in tests}
     served = {candidate.runtime.value: [b for p, b in zip(pages, candidate_reads, strict=True) if id(p) in chosen]}
     for runtime in Runtime:
-        if runtime.value not in served:
+        if runtime.value not in served and (runtime is not Runtime.onnx_int8 or has_int8(candidate_path)):
             served[runtime.value] = _read(Recognizer.load(candidate_path, runtime=runtime), tests)
     where = tests[0].set if tests else "test"
     checks.append(
@@ -302,6 +302,7 @@ def run_gates(
             [r.text for r in eager],
             config,
             where,
+            truths=[p.truth for p in tests],
         )
     )
     seconds["export_parity"] = round(time.perf_counter() - started, 2)

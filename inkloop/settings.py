@@ -86,9 +86,10 @@ class Settings(BaseSettings):
     model_refresh_seconds: float = Field(
         10.0, gt=0.0, description="How often a running server checks the registry for a new champion model."
     )
-    inference_runtime: Literal["auto", "onnx", "torchscript"] = Field(
+    inference_runtime: Literal["auto", "onnx-int8", "onnx", "torchscript"] = Field(
         "auto",
-        description="How models run: onnx (ONNX Runtime, the faster on CPU), torchscript, or auto (onnx on CPU).",
+        description="How models run: onnx-int8 (the model's int8 graph in ONNX Runtime), onnx (its float graph), "
+        "torchscript, or auto (the fastest the model has on CPU; torchscript on a GPU).",
     )
     serve_max_batch: int = Field(
         8, ge=1, le=64, description="Most pages one inference batch of the server reads (concurrent requests)."

@@ -4,6 +4,7 @@ and per line."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,15 +52,14 @@ class Recognizer:
 
     @classmethod
     def load(cls, path: Path | None = None, device: str = "cpu", runtime: Runtime | None = None) -> Recognizer:
-        """The artifact at `path` (default: the shipped model), run by ONNX Runtime on CPU and by TorchScript on
-        other devices unless `runtime` says otherwise."""
+        """The artifact at `path` (default: the shipped model), run by ONNX Runtime on CPU (its int8 graph when it
+        has one) and by TorchScript on other devices unless `runtime` says otherwise."""
         path = Path(path) if path is not None else SHIPPED_MODEL
         if not path.is_file():
             hint = " (the shipped model is built by `make base-model`)" if path == SHIPPED_MODEL else ""
             raise ModelLoadError(f"no model file at {path}{hint}")
-        runtime = runtime or (Runtime.onnx if device == "cpu" else Runtime.torchscript)
-        if runtime is Runtime.onnx and device != "cpu":
-            raise ModelLoadError(f"the onnx runtime runs on the CPU; read on {device} with the torchscript runtime")
+        if runtime not in (None, Runtime.torchscript) and device != "cpu":
+            raise ModelLoadError(f"the {runtime} runtime runs on the CPU; read on {device} with torchscript")
         try:
             session, card = open_session(path, runtime, device)
         except CardError as exc:
@@ -72,18 +72,17 @@ class Recognizer:
     def read_lines(self, lines: list[np.ndarray], batch_size: int = 32) -> list[Decoded]:
         """Greedy decodes of line inputs (float (H, W), ink = 1), batched by similar width."""
         decoded: list[Decoded | None] = [None] * len(lines)
-        order = sorted(range(len(lines)), key=lambda i: lines[i].shape[1])
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            width = max(-(-lines[i].shape[1] // LineNet.STRIDE) * LineNet.STRIDE for i in chunk)
-            batch = np.zeros((len(chunk), 1, self.line_height, width), dtype=np.float32)
-            for row, i in enumerate(chunk):
-                batch[row, 0, :, : lines[i].shape[1]] = lines[i]
-            frames = np.array([LineNet.frames(lines[i].shape[1]) for i in chunk], dtype=np.int64)
+        for chunk, batch, frames in _batches(lines, batch_size, self.line_height):
             probs = self.session(batch, frames)
             for row, i in enumerate(chunk):
                 decoded[i] = greedy(probs[row, : int(frames[row])], self.charset)
         return [d for d in decoded if d is not None]
+
+    def line_batches(self, images: list[Image.Image], batch_size: int = 32) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The (lines, frames) batches the network reads for `images`, as sessions take them (to calibrate and
+        compare runtimes on)."""
+        flat = [line_input(line.crop, self.line_height, self.max_line_width) for i in images for line in page_lines(i)]
+        return [(batch, frames) for _, batch, frames in _batches(flat, batch_size, self.line_height)]
 
     def predict_images(self, images: list[Image.Image], batch_size: int = 32) -> list[Prediction]:
         """One prediction per image. `batch_size` counts lines, which may come from several images."""
@@ -111,6 +110,20 @@ class Recognizer:
 
     def predict_paths(self, paths: list[Path], batch_size: int = 32) -> list[Prediction]:
         return self.predict_images([open_image(p) for p in paths], batch_size)
+
+
+def _batches(
+    lines: list[np.ndarray], batch_size: int, height: int
+) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """Lines in batches of similar width: (their indices, (B, 1, H, W) right-padded, (B,) frames)."""
+    order = sorted(range(len(lines)), key=lambda i: lines[i].shape[1])
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        width = max(-(-lines[i].shape[1] // LineNet.STRIDE) * LineNet.STRIDE for i in chunk)
+        batch = np.zeros((len(chunk), 1, height, width), dtype=np.float32)
+        for row, i in enumerate(chunk):
+            batch[row, 0, :, : lines[i].shape[1]] = lines[i]
+        yield chunk, batch, np.array([LineNet.frames(lines[i].shape[1]) for i in chunk], dtype=np.int64)
 
 
 def open_image(path: Path) -> Image.Image:

@@ -25,15 +25,24 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from inkloop.card import InputSpec, Metrics, ModelCard, Parent, TrainingData, TrainingRun
 from inkloop.errors import InkloopError
-from inkloop.text import cer
+from inkloop.text import cer, corpus_cer
 from model.charset import Charset
 from model.confidence import confidence_report, fit
 from model.config import TrainConfig
 from model.data import FolderDataModule
-from model.export import export, load_artifact
+from model.export import (
+    INT8_MAX_CER,
+    OnnxSession,
+    Runtime,
+    embed_int8,
+    export,
+    int8_graph,
+    load_artifact,
+    update_card,
+)
 from model.lit import LitRecognizer, seed_everything, transfer_weights
 from model.nets.lines import LineNet, LineNetConfig
-from model.recognizer import Recognizer
+from model.recognizer import Recognizer, open_image
 from model.segment import VERSION as SEGMENTER_VERSION
 
 log = logging.getLogger(__name__)
@@ -222,5 +231,35 @@ def train(
         parameters=sum(p.numel() for p in best.net.parameters()),
     )
     artifact = export(best.net, card, out / "model.pt")
+    card = add_int8(artifact, [(page.path, page.text) for page in data.val_pages])
     (out / "card.json").write_text(card.to_json() + "\n")
     return TrainResult(artifact=artifact, card=card)
+
+
+INT8_PAGES = 48  # validation pages the int8 graph is calibrated and checked on
+
+
+def add_int8(
+    artifact: Path, pages: Sequence[tuple[Path, str]], limit: int = INT8_PAGES, data: str = "validation pages"
+) -> ModelCard:
+    """Quantize `artifact` to int8 (model/export.py), calibrated on the lines of up to `limit` of the labelled
+    `pages`, and embed the int8 graph when its CER on those pages is within INT8_MAX_CER of the float graph's.
+    Either way the card records both (`metrics.int8`: int8's CER, the float one's under cer_by "float"). Returns
+    the card."""
+    chosen = list(pages)[:limit]
+    float_reader = Recognizer.load(artifact, runtime=Runtime.onnx)
+    images = [open_image(path) for path, _ in chosen]
+    batches = float_reader.line_batches(images)
+    if not batches:
+        log.warning("no lines to calibrate an int8 graph on: %s keeps only its float graph", artifact)
+        return float_reader.card
+    int8 = int8_graph(artifact, batches)
+    int8_reader = Recognizer(OnnxSession(int8, Runtime.onnx_int8), float_reader.card, artifact)
+    truths = [text for _, text in chosen]
+    float_cer = corpus_cer([p.text for p in float_reader.predict_images(images)], truths)
+    int8_cer = corpus_cer([p.text for p in int8_reader.predict_images(images)], truths)
+    metric = Metrics(cer=round(int8_cer, 4), pages=len(chosen), data=data, cer_by={"float": round(float_cer, 4)})
+    if int8_cer - float_cer <= INT8_MAX_CER:
+        return embed_int8(artifact, int8, lambda card: card.with_metrics("int8", metric))
+    log.warning("int8 reads at CER %.4f, float at %.4f (bound +%s): left out", int8_cer, float_cer, INT8_MAX_CER)
+    return update_card(artifact, lambda card: card.with_metrics("int8", metric))

@@ -263,6 +263,35 @@ def evaluate(
     )
 
 
+def quantize(
+    model_path: Annotated[Path, typer.Option("--model", help="Model artifact to add an int8 graph to.")],
+    data: Annotated[Path, typer.Option("--data", help="Folder of PNGs + labels.jsonl to calibrate and check on.")],
+    pages: Annotated[int, typer.Option("--pages", min=1, help="Pages of --data to use.")] = 48,
+) -> None:
+    """Embed an int8 graph in a model artifact (about 1.8x faster on CPU), calibrated and checked on a folder's
+    pages; kept only where it reads them as the float graph does. `inkloop train` does this itself."""
+    _check_folders([data], "--data")
+    if not model_path.is_file():
+        raise InkloopError(f"--model {model_path}: no model file there")
+
+    from inkloop.labels import read_labels
+    from model.export import INT8_MAX_CER, has_int8
+    from model.train import add_int8
+
+    card = add_int8(model_path, read_labels(data), limit=pages, data=str(data))
+    metric = card.metrics.get("int8")
+    if metric is None:
+        raise InkloopError(f"no lines found on the pages of {data} to calibrate on")
+    verdict = (
+        "embedded: the onnx-int8 runtime serves it on CPU"
+        if has_int8(model_path)
+        else f"more than {INT8_MAX_CER} worse, left out: the float graph serves"
+    )
+    typer.echo(
+        f"on {metric.pages} pages of {data}: int8 CER {metric.cer:.4f}, float {metric.cer_by['float']:.4f}; {verdict}"
+    )
+
+
 def register(app: typer.Typer) -> None:
-    for command in (synth, train, predict, evaluate):
+    for command in (synth, train, predict, evaluate, quantize):
         app.command()(command)

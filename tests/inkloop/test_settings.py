@@ -38,7 +38,7 @@ def test_relative_home_is_made_absolute(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ("INKLOOP_DATABASE_URL", "sqlite://", "in-memory SQLite"),
         ("INKLOOP_STORE_URL", "nosuchprotocol://bucket/x", "protocol 'nosuchprotocol'"),
         ("INKLOOP_LABEL_STUDIO_URL", "ftp://host", "http:// or https://"),
-        ("INKLOOP_INFERENCE_RUNTIME", "tensorrt", "'auto', 'onnx' or 'torchscript'"),
+        ("INKLOOP_INFERENCE_RUNTIME", "tensorrt", "'auto', 'onnx-int8', 'onnx' or 'torchscript'"),
         ("INKLOOP_MAX_UPLOAD_BYTES", "0", "greater than 0"),
         ("INKLOOP_DEBUG", "maybe", "valid boolean"),
         ("INKLOOP_SCHEDULES", "retrain=nightly", "is not 'every N' with a unit s, m, h or d"),

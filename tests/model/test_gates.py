@@ -152,3 +152,22 @@ def test_export_parity_tolerates_a_flipped_near_tie_and_fails_an_export_bug() ->
     assert "over the bound 0.002" in bug.summary
 
     assert not parity_check([], {}, [], config, "test").passed
+
+
+def test_export_parity_judges_int8_by_its_accuracy() -> None:
+    config = GateConfig()
+    keys = ["a", "b", "c"]
+    truth = ["the quick brown fox jumps over the lazy dog " * 8] * 3  # 1,056 characters in all
+    eager = [truth[0].replace("lazy", "hazy", 1), *truth[1:]]  # 1 error
+    # int8 reads one page differently, one error elsewhere: its CER equals eager's, so it passes although the
+    # readings differ (float runtimes would be held to identical readings within the bound).
+    int8 = [truth[0], truth[1].replace("dog", "dag", 1), truth[2]]
+    kept = parity_check(keys, {"onnx-int8": int8, "onnx": list(eager)}, eager, config, "test", truths=truth)
+    assert kept.passed
+    assert "onnx-int8 reads the 3 test pages at CER 0.0009, eager at 0.0009 (within +0.002)" in kept.summary
+    # Three more errors (+0.0028) is over the bound.
+    worse = [p.replace("fox", "f0x", 1) for p in int8]
+    failed = parity_check(keys, {"onnx-int8": worse}, eager, config, "test", truths=truth)
+    assert not failed.passed and "(over +0.002)" in failed.summary
+    with pytest.raises(ValueError, match="give truths"):
+        parity_check(keys, {"onnx-int8": int8}, eager, config, "test")

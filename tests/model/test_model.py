@@ -20,7 +20,7 @@ from model.charset import BLANK, Charset
 from model.confidence import Calibration, cer_coverage_auc, expected_calibration_error, fit
 from model.config import TrainConfig
 from model.decode import greedy
-from model.export import Runtime, export, read_card
+from model.export import INT8_MAX_CER, Runtime, export, has_int8, read_card
 from model.nets.lines import LineNet, LineNetConfig
 from model.preprocess import prepare_lines
 from model.recognizer import ModelLoadError, Recognizer
@@ -208,8 +208,13 @@ def test_train_export_predict(trained: Path, paragraph_folder: Path) -> None:
     assert confidence is not None and confidence.pages == card.metrics["val"].pages
     assert {"ece", "cer_coverage_auc", "cer_coverage_auc_random"} <= confidence.model_dump(exclude_none=True).keys()
     assert (trained.parent / "checkpoints" / "last.ckpt").is_file()
+    # Training quantized it to int8 and checked it on the validation pages: embedded only within the bound.
+    int8 = card.metrics["int8"]
+    assert int8.pages == card.metrics["val"].pages and "float" in int8.cer_by
+    assert has_int8(trained) == (int8.cer - int8.cer_by["float"] <= INT8_MAX_CER)
 
     recognizer = Recognizer.load(trained)
+    assert recognizer.runtime is (Runtime.onnx_int8 if has_int8(trained) else Runtime.onnx)
     predictions = recognizer.predict_paths(sorted(paragraph_folder.glob("*.png"))[:3])
     assert len(predictions) == 3
     for prediction in predictions:
@@ -235,7 +240,7 @@ def test_torchscript_matches_the_eager_network(trained: Path, tmp_path: Path) ->
     texts = [greedy(p[:n], charset).text for p, n in zip(expected.numpy(), frames.tolist(), strict=True)]
     assert texts == [greedy(p[:n], charset).text for p, n in zip(actual.numpy(), frames.tolist(), strict=True)]
     # Each runtime serving can use: frozen TorchScript (batch norm folded into the convolutions) and ONNX Runtime.
-    for runtime in Runtime:
+    for runtime in (Runtime.torchscript, Runtime.onnx):  # the float ones (int8: tests/model/test_runtimes.py)
         recognizer = Recognizer.load(exported, runtime=runtime)
         assert recognizer.runtime is runtime
         served = recognizer.session(images.numpy(), frames.numpy())
@@ -374,3 +379,26 @@ def test_evaluate_reports_cer_by_polarity_and_records_it(trained: Path, tmp_path
     assert card.metrics["heldout_fonts"].cer_by == report["cer_by"]
     assert card.metrics["val"].pages  # what training recorded is kept
     assert Recognizer.load(trained).version == "tiny-test"  # the rewritten artifact still loads
+    assert has_int8(trained) == (
+        "int8" in card.metrics and card.metrics["int8"].cer - card.metrics["int8"].cer_by["float"] <= INT8_MAX_CER
+    )  # and keeps its int8 graph
+
+
+@pytest.mark.slow
+def test_cli_quantize_embeds_int8_and_says_what_it_measured(trained: Path, tmp_path: Path) -> None:
+    from synth.generate import SynthOptions, generate
+
+    folder = generate(tmp_path / "pages", SynthOptions(count=6, seed=1, max_lines=3))
+    result = CliRunner().invoke(app, ["quantize", "--model", str(trained), "--data", str(folder), "--pages", "4"])
+    assert result.exit_code == 0, result.output
+    card = read_card(trained)
+    int8 = card.metrics["int8"]
+    assert int8.pages == 4 and int8.data == str(folder)
+    assert f"on 4 pages of {folder}: int8 CER {int8.cer:.4f}, float {int8.cer_by['float']:.4f}; " in result.output
+    kept = int8.cer - int8.cer_by["float"] <= INT8_MAX_CER
+    assert has_int8(trained) == kept
+    assert ("embedded: the onnx-int8 runtime serves it" in result.output) == kept
+    if kept:
+        assert Recognizer.load(trained).runtime is Runtime.onnx_int8
+    missing = CliRunner().invoke(app, ["quantize", "--model", str(tmp_path / "none.pt"), "--data", str(folder)])
+    assert missing.exit_code == 1 and "no model file there" in missing.output
