@@ -1,9 +1,10 @@
 """Recognizer speed, side by side in one run: inference seconds per paragraph for inkloop's recognizer (as served:
-the exported artifact, frozen, with image preprocessing, line segmentation and decoding; the segmenter's share is
-reported too, beside the same segmenter on the library kernels it had before its fast ones) and for the 2022
-reference design (ResNet-18 + 4-layer Transformer decoder at 576x640, greedy, 400 characters decoded, network and
-decoding only), at batch 1 and batched; the ratio; and training throughput in lines and paragraphs per second
-(CPU, and GPU with bf16 when there is one).
+the exported artifact in its default runtime, with image preprocessing, line segmentation and decoding; the
+segmenter's share is reported too, beside the same segmenter on the library kernels it had before its fast ones;
+and the whole reading in every runtime the artifact can be served by: TorchScript, ONNX Runtime float and int8)
+and for the 2022 reference design (ResNet-18 + 4-layer Transformer decoder at 576x640, greedy, 400 characters
+decoded, network and decoding only), at batch 1 and batched; the ratio; and training throughput in lines and
+paragraphs per second (CPU, and GPU with bf16 when there is one).
 
     .venv/bin/python bench/recognizer_bench.py [--model PATH | --fresh] [--repeats 7] [--reference-repeats 3]
 
@@ -34,7 +35,7 @@ from store_bench import machine  # noqa: E402
 from inkloop.card import InputSpec, ModelCard  # noqa: E402
 from model.charset import Charset  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
-from model.export import export  # noqa: E402
+from model.export import Runtime, export, has_int8  # noqa: E402
 from model.nets.lines import LineNet  # noqa: E402
 from model.nets.reference import ReferenceTransformer  # noqa: E402
 from model.preprocess import prepare, to_grayscale  # noqa: E402
@@ -55,6 +56,29 @@ def _median_per_page(run: Callable[[], object], pages: int, repeats: int) -> flo
         run()
         times.append((time.perf_counter() - start) / pages)
     return statistics.median(times)
+
+
+def bench_runtimes(path: Path, images: list, repeats: int) -> dict:
+    """Seconds per paragraph, whole reading (segmentation included), for each runtime the artifact can be served
+    by, at batch 1 and 8, in interleaved rounds (a virtual machine's speed drifts within a run)."""
+    runtimes = [r for r in Runtime if r is not Runtime.onnx_int8 or has_int8(path)]
+    readers = {r.value: Recognizer.load(path, runtime=r) for r in runtimes}
+    results: dict[str, dict[str, float]] = {name: {} for name in readers}
+    for batch in (1, 8):
+        rounds: dict[str, list[float]] = {name: [] for name in readers}
+        for round_ in range(repeats + 1):
+            for name, reader in readers.items():
+                start = time.perf_counter()
+                for first in range(0, len(images), batch):
+                    reader.predict_images(images[first : first + batch])
+                if round_:  # the first round warms up
+                    rounds[name].append((time.perf_counter() - start) / len(images))
+        for name in readers:
+            results[name][f"batch_{batch}_s_per_paragraph"] = round(statistics.median(rounds[name]), 4)
+    base = results[Runtime.torchscript.value]["batch_1_s_per_paragraph"]
+    for row in results.values():
+        row["speedup_batch_1_vs_torchscript"] = round(base / row["batch_1_s_per_paragraph"], 2)
+    return results
 
 
 def bench_inference(recognizer: Recognizer, images: list, repeats: int, reference_repeats: int) -> dict:
@@ -164,6 +188,8 @@ def main() -> None:
         folder = generate(Path(tmp) / "pages", SynthOptions(count=8, seed=0), workers=1)
         images = [open_image(p) for p in sorted(folder.glob("*.png"))]
         inference = bench_inference(recognizer, images, args.repeats, args.reference_repeats)
+        inference["runtime"] = recognizer.runtime.value
+        inference["runtimes"] = bench_runtimes(args.model, images, args.repeats)
         per_page = float(inference["lines_per_paragraph"])
         report = {
             "benchmark": "recognizer",

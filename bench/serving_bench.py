@@ -1,13 +1,18 @@
-"""Serving under load: latency percentiles and requests per second at several concurrencies against a real
-`inkloop serve` process, with the request log on and then off (the cost of logging), in one run.
+"""Serving under load: latency percentiles and requests per second at several concurrencies against real
+`inkloop serve` processes, two settings side by side in one run:
 
-    .venv/bin/python bench/serving_bench.py [--concurrency 1 8 32] [--requests 48] [--workers 1] [--database URL]
+- `--compare log` (default): the request log on and off (the cost of logging);
+- `--compare runtime`: the model run by TorchScript (the path before ONNX Runtime) and by the default runtime (the
+  shipped model's int8 graph in ONNX Runtime), both with the request log on.
 
-Each request uploads one of the six golden paragraphs (tests/golden) with a unique PNG text chunk, so every
-request stores a new object, as production traffic does. Both servers run at once; at each concurrency level
-the two settings are measured back to back, in alternating order. For each setting the number of 200 answers is reported
-next to the number of new request rows (they must be equal with the log on, and the rows 0 with it off). The load
-generator runs on the same machine as the server and takes some of its CPU. Prints JSON.
+    .venv/bin/python bench/serving_bench.py [--compare log|runtime] [--concurrency 1 8 32] [--requests 48]
+        [--workers 1] [--database URL]
+
+Each request uploads one of the six golden paragraphs (model/golden) with a unique PNG text chunk, so every
+request stores a new object, as production traffic does. Both servers run at once; at each concurrency level the
+two settings are measured back to back, in alternating order. For each setting the number of 200 answers is
+reported next to the number of new request rows (they must be equal with the log on, and the rows 0 with it off).
+The load generator runs on the same machine as the server and takes some of its CPU. Prints JSON.
 """
 
 from __future__ import annotations
@@ -92,12 +97,11 @@ async def load(url: str, concurrency: int, total: int, bodies: list[bytes]) -> d
     }
 
 
-def start_server(args: argparse.Namespace, request_log: bool, home: Path) -> tuple[subprocess.Popen, str, str]:
+def start_server(args: argparse.Namespace, setting: str, port: int, home: Path) -> tuple[subprocess.Popen, str, str]:
     database = args.database or f"sqlite:///{home / 'inkloop.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("INKLOOP_")}
-    env.update(INKLOOP_HOME=str(home), INKLOOP_DATABASE_URL=database, INKLOOP_REQUEST_LOG=str(request_log).lower())
+    env.update(INKLOOP_HOME=str(home), INKLOOP_DATABASE_URL=database, **SETTINGS[args.compare][setting])
     subprocess.run([INKLOOP, "init"], env=env, check=True, capture_output=True)
-    port = 18700 + (0 if request_log else 1)
     server = subprocess.Popen(
         [INKLOOP, "serve", "--port", str(port), "--workers", str(args.workers), "--log-level", "warning"],
         env=env,
@@ -118,52 +122,77 @@ def start_server(args: argparse.Namespace, request_log: bool, home: Path) -> tup
     return server, url, database
 
 
+# The two settings each comparison runs side by side: label -> the server's environment.
+SETTINGS = {
+    "log": {"log on": {"INKLOOP_REQUEST_LOG": "true"}, "log off": {"INKLOOP_REQUEST_LOG": "false"}},
+    "runtime": {
+        "torchscript": {"INKLOOP_INFERENCE_RUNTIME": "torchscript"},
+        "default": {"INKLOOP_INFERENCE_RUNTIME": "auto"},
+    },
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", choices=sorted(SETTINGS), default="log", help="Which two settings to compare.")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--requests", type=int, default=48, help="Requests per concurrency level (at least 3x it).")
     parser.add_argument("--workers", type=int, default=1, help="Server processes.")
     parser.add_argument("--database", help="Database URL (default: a fresh SQLite file per setting).")
     parser.add_argument("--out", type=Path, help="Also write the JSON report to this file.")
     args = parser.parse_args()
+    first, second = SETTINGS[args.compare]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         # Both servers stay up (the idle one costs memory, not CPU); at each level the two settings run back to
-        # back, in alternating order, so drift in the machine's speed does not masquerade as the log's cost.
-        servers = {log: start_server(args, log, Path(tmp) / f"log-{log}") for log in (True, False)}
+        # back, in alternating order, so drift in the machine's speed does not masquerade as a difference.
+        servers = {
+            setting: start_server(args, setting, 18700 + i, Path(tmp) / f"setting-{i}")
+            for i, setting in enumerate((first, second))
+        }
+        runtimes = {
+            setting: httpx.get(f"{url}/healthz").json()["model_runtime"] for setting, (_, url, _) in servers.items()
+        }
         try:
             for level, concurrency in enumerate(args.concurrency):
-                for request_log in (True, False) if level % 2 == 0 else (False, True):
-                    _, url, database = servers[request_log]
+                for setting in (first, second) if level % 2 == 0 else (second, first):
+                    _, url, database = servers[setting]
                     total = max(args.requests, 3 * concurrency)
                     bodies = [page_bytes() for _ in range(total)]
                     before = count_rows(database)
                     figures = asyncio.run(load(url, concurrency, total, bodies))
                     figures["new_request_rows"] = count_rows(database) - before
-                    figures["request_log"] = request_log
+                    figures["setting"] = setting
+                    figures["runtime"] = runtimes[setting]
                     results.append(figures)
                     print(json.dumps(figures), file=sys.stderr)
         finally:
             for server, _, _ in servers.values():
                 server.terminate()
                 server.wait(timeout=30)
-    by_setting = {(r["request_log"], r["concurrency"]): r for r in results}
-    cost = {
+    by_setting = {(r["setting"], r["concurrency"]): r for r in results}
+    side_by_side = {
         str(c): {
-            "p50_ms_extra": round(by_setting[(True, c)]["p50_ms"] - by_setting[(False, c)]["p50_ms"], 1),
-            "throughput_ratio": round(
-                by_setting[(True, c)]["requests_per_s"] / by_setting[(False, c)]["requests_per_s"], 3
+            f"p50_ms {second} - {first}": round(
+                by_setting[(second, c)]["p50_ms"] - by_setting[(first, c)]["p50_ms"], 1
+            ),
+            f"p99_ms {first} / {second}": round(
+                by_setting[(first, c)]["p99_ms"] / by_setting[(second, c)]["p99_ms"], 2
+            ),
+            f"requests_per_s {second} / {first}": round(
+                by_setting[(second, c)]["requests_per_s"] / by_setting[(first, c)]["requests_per_s"], 3
             ),
         }
         for c in args.concurrency
     }
     report = {
         "benchmark": "serving",
+        "compare": args.compare,
         "machine": machine(),
         "workers": args.workers,
         "database": "postgresql" if args.database and args.database.startswith("postgresql") else "sqlite",
         "results": results,
-        "logging_cost": cost,
+        "side_by_side": side_by_side,
     }
     text = json.dumps(report, indent=2)
     if args.out:
