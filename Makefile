@@ -80,7 +80,7 @@ demo: venv fonts
 	$(BIN)/inkloop demo $(DEMO_ARGS)
 
 # The shipped model, reproducibly, in three stages (GPU with bf16 when there is one; the defaults are sized for a
-# 2-core CPU: about 90 + 50 + 60 minutes). Stage 1 trains from scratch on synthetic paragraphs in the Debian
+# 2-core CPU: about 90 + 90 + 100 minutes). Stage 1 trains from scratch on synthetic paragraphs in the Debian
 # training fonts. Stage 2 fine-tunes it on fresh pages of which 30% are written in block capitals (as forms and
 # notes are), so that capitals in unseen hands read as well as mixed case. Stage 3 fine-tunes that on pages in
 # every training family (the Debian ones and the npm ones: 87 hands) with what real pages add (squared paper,

@@ -8,6 +8,7 @@ import pytest
 from inkloop.card import CardError, ConfidenceQuality, InputSpec, Metrics, ModelCard
 from model.recognizer import SHIPPED_MODEL
 from model.registry import read_card
+from tests.support.paths import SHIPPED_VERSION
 
 INPUT = InputSpec(line_height=40, max_line_width=2048, segmenter="1")
 
@@ -50,8 +51,8 @@ def test_a_malformed_card_names_what_is_wrong(data: object, named: str) -> None:
 
 def test_the_shipped_card_parses_with_its_validation_confidence_under_val() -> None:
     card = read_card(SHIPPED_MODEL)
-    assert card.version == "base-2" and card.input.line_height == 40
+    assert card.version == SHIPPED_VERSION and card.input.line_height == 40
     val = card.metrics["val"]
-    assert val.confidence is not None and val.confidence.pages == val.pages == 400
-    assert "confidence" not in card.metrics  # the old layout's stray entry became val.confidence
+    assert val.confidence is not None and val.confidence.pages == val.pages and (val.pages or 0) >= 300
+    assert "confidence" not in card.metrics  # a card never has the old layout's stray entry
     assert card.calibration is not None and len(card.calibration.knots_x) == len(card.calibration.knots_y) > 2

@@ -1,6 +1,6 @@
-"""The runtimes an artifact can be served by (model/export.py): TorchScript, frozen, and ONNX Runtime on the same
-network converted at load time. The faster one serves only because it reads as the other does: held here on
-held-out pages in both polarities with the shipped model."""
+"""The runtimes an artifact can be served by (model/export.py): TorchScript, frozen; ONNX Runtime on the same
+network converted at load time; and ONNX Runtime on the int8 graph the artifact carries. The faster ones serve only
+because they read as the others do: held here on held-out pages in both polarities with the shipped model."""
 
 from __future__ import annotations
 
@@ -10,33 +10,47 @@ import numpy as np
 import pytest
 
 from inkloop.labels import read_labels
-from inkloop.text import cer, corpus_cer
-from model.export import Runtime
-from model.recognizer import ModelLoadError, Recognizer
+from inkloop.text import corpus_cer
+from model.export import INT8_MAX_CER, Runtime, eager_net, export, has_int8, load_artifact
+from model.recognizer import SHIPPED_MODEL, ModelLoadError, Recognizer
 from synth.fonts import FontSet
 from synth.generate import SynthOptions, generate
 
 
-def test_onnx_serves_on_cpu_by_default_and_only_on_cpu() -> None:
-    assert Recognizer.load().runtime is Runtime.onnx
-    assert Recognizer.load(runtime=Runtime.torchscript).runtime is Runtime.torchscript
-    with pytest.raises(ModelLoadError, match="the onnx runtime runs on the CPU"):
-        Recognizer.load(device="cuda", runtime=Runtime.onnx)
+def test_the_fastest_runtime_serves_on_cpu_by_default() -> None:
+    assert has_int8(SHIPPED_MODEL)  # make base-model's training embedded it
+    assert Recognizer.load().runtime is Runtime.onnx_int8
+    for runtime in Runtime:
+        assert Recognizer.load(runtime=runtime).runtime is runtime
+    for runtime in (Runtime.onnx, Runtime.onnx_int8):
+        with pytest.raises(ModelLoadError, match=f"the {runtime} runtime runs on the CPU"):
+            Recognizer.load(device="cuda", runtime=runtime)
+
+
+def test_an_artifact_without_int8_serves_its_float_graph(tmp_path: Path) -> None:
+    module, card = load_artifact(SHIPPED_MODEL)
+    plain = export(eager_net(module, card), card, tmp_path / "plain.pt")
+    assert not has_int8(plain)
+    assert Recognizer.load(plain).runtime is Runtime.onnx
+    with pytest.raises(ModelLoadError, match="has no int8 graph: run `inkloop quantize --model"):
+        Recognizer.load(plain, runtime=Runtime.onnx_int8)
 
 
 @pytest.mark.slow
-def test_both_runtimes_read_held_out_pages_alike(tmp_path: Path) -> None:
+def test_every_runtime_reads_held_out_pages_as_well(tmp_path: Path) -> None:
     folder = generate(tmp_path / "pages", SynthOptions(count=24, seed=77, font_set=FontSet.heldout, dark_share=0.5))
-    images = sorted(folder.glob("*.png"))
-    readings = {runtime: Recognizer.load(runtime=runtime).predict_paths(images) for runtime in Runtime}
-    onnx, script = readings[Runtime.onnx], readings[Runtime.torchscript]
-    # Float differences between the graphs may flip a near tie, never more: the readings agree to within the
-    # export-parity bound, and so do their confidences.
+    images, truths = zip(*read_labels(folder), strict=True)
+    readings = {r: Recognizer.load(runtime=r).predict_paths(list(images)) for r in Runtime}
+    onnx, script, int8 = (readings[r] for r in (Runtime.onnx, Runtime.torchscript, Runtime.onnx_int8))
+    # Float differences between the two float graphs may flip a near tie, never more: their readings agree to
+    # within the export-parity bound, and so do their confidences.
     assert corpus_cer([p.text for p in onnx], [p.text for p in script]) <= 0.002
     assert np.allclose([p.confidence for p in onnx], [p.confidence for p in script], atol=2e-3)
-    truth = dict(read_labels(folder))
-    errors = {r: np.mean([cer(p.text, truth[i]) for p, i in zip(readings[r], images, strict=True)]) for r in Runtime}
+    # int8 reads differently by design, and no worse than the bound it was kept under.
+    errors = {r: corpus_cer([p.text for p in readings[r]], list(truths)) for r in Runtime}
     assert abs(errors[Runtime.onnx] - errors[Runtime.torchscript]) <= 0.002
+    assert errors[Runtime.onnx_int8] - errors[Runtime.onnx] <= INT8_MAX_CER
+    assert np.corrcoef([p.confidence for p in int8], [p.confidence for p in onnx])[0, 1] > 0.9
 
 
 def test_any_batch_shape_matches_torchscript() -> None:

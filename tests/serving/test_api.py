@@ -135,7 +135,7 @@ def test_health_model_card_docs_and_page(live: LiveServer) -> None:
     health = httpx.get(f"{live.url}/healthz")
     assert health.status_code == 200
     assert health.json()["database"] == "ok" and health.json()["model_source"] == "shipped"
-    assert health.json()["model_runtime"] == "onnx"  # the faster CPU path serves by default
+    assert health.json()["model_runtime"] == "onnx-int8"  # the fastest CPU path serves by default
     card = httpx.get(f"{live.url}/v1/model").json()
     assert "\n" in card["charset"] and card["input"]["line_height"] > 0
     assert "/v1/predict" in httpx.get(f"{live.url}/openapi.json").json()["paths"]
