@@ -146,6 +146,7 @@ def main() -> None:
         "benchmark": "peer",
         "machine": {**machine(), "torch": torch.__version__, "threads": 1},
         "model": recognizer.version,
+        "runtime": recognizer.runtime.value,
         "tesseract": tesseract_version() + " (--psm 6, eng, OMP_THREAD_LIMIT=1)",
         "sets": results,
         "inkloop_better_on": wins,
