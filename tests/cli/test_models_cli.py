@@ -23,6 +23,7 @@ from inkloop.cli.common import require_free_port
 from inkloop.domain import PromotionKind, RunStatus
 from inkloop.store import ImageStore
 from inkloop.wait import wait_until
+from model.export import read_card
 from model.gates import Check, GateConfig, GateResult, SliceResult
 from model.recognizer import SHIPPED_MODEL
 from model.registry import register
@@ -213,9 +214,11 @@ def test_a_rejected_model_is_promoted_only_with_force_and_a_reason_on_record(reg
     assert len(history) == 1 and history[0].endswith(f" UTC  forced   by ada, replacing {CHAMPION}: {REASON}")
     retired = _ok("models", "show", CHAMPION).splitlines()
     assert retired[0] == f"model       {CHAMPION} (retired)"
-    assert (
-        retired[5] == "training    no training run recorded (registered by hand); its card says 1500 steps on "
-        "cpu, val CER 0.0239"
+    card = read_card(SHIPPED_MODEL)
+    assert card.training is not None
+    assert retired[5] == (
+        "training    no training run recorded (registered by hand); its card says "
+        f"{card.training.steps} steps on cpu, val CER {card.metrics['val'].cer:.4f}"
     )
     history = retired[retired.index("promotions") + 1 :]
     assert len(history) == 2 and history[0].endswith(" UTC  manual   by setup: the first model")
