@@ -4,8 +4,8 @@ them. flows/gate.py gathers the pages and runs them; model/gate_html.py renders 
 1. **Memorization** - the candidate's network and training code (its own config, learning rate included), from
    the parent's weights, overfit one batch of the new data below a loss bound, and to at most half the loss it
    started at, within a fixed number of steps: the training path can learn this data (model/memorize.py).
-2. **Export parity** - every runtime that can serve the artifact (TorchScript, ONNX Runtime) reads the test pages
-   as the eager network does; its int8 graph, when it has one, reads them at most `parity_cer` worse.
+2. **Export parity** - every float runtime that can serve the artifact (TorchScript, ONNX Runtime) reads the test
+   pages as the eager network does; its int8 graph's CER there is reported beside eager's.
 3. **Regression** - on frozen sets read by both models (the dataset's test split by slice, the golden pages, a
    frozen held-out synthetic set), the 95% interval of the CER difference (candidate - champion) from a paired
    bootstrap over pages. A decisive slice (enough pages) fails when its upper bound is above the margin; a
@@ -339,8 +339,9 @@ def parity_check(
     differences between two graphs can only flip a character where two were nearly tied. So the bound is on the
     CER between the readings over all pages (Σedits/Σchars, `parity_cer`), not on identical texts: measured in the
     loop test, a candidate fine-tuned for 40 steps read 1 of 6 golden pages one character differently, about
-    0.0005 of their characters. A quantized runtime (int8) reads differently by design: it passes when its CER
-    against `truths` is at most `parity_cer` above eager's."""
+    0.0005 of their characters. A quantized runtime (int8) reads differently by design: its CER against `truths`
+    beside eager's is reported, for information (training kept it only within `parity_cer` on its validation
+    pages)."""
     if not keys or not served:
         return Check(name="export_parity", passed=False, summary="no pages to compare on")
     parts: list[str] = []
@@ -353,11 +354,15 @@ def parity_check(
             if truths is None:
                 raise ValueError(f"{runtime} is judged against the truth: give truths")
             own, reference = corpus_cer(readings, truths), corpus_cer(eager, truths)
-            ok = own - reference <= config.parity_cer
+            within = own - reference <= config.parity_cer
             parts.append(
                 f"{runtime} reads the {len(keys)} {where} pages at CER {own:.4f}, eager at {reference:.4f} "
-                f"({'within' if ok else 'over'} +{config.parity_cer})"
+                f"({'within' if within else 'over'} +{config.parity_cer}; for information)"
             )
+            # Information only: training kept the int8 graph after checking it on its validation pages, more
+            # pages than a gate's test split often has (8 pages: one character is 0.001), and the float runtimes
+            # are what this check guards (an export bug). A candidate is not rejected for an optimisation.
+            ok = True
         else:
             ok = between <= config.parity_cer
             parts.append(

@@ -154,20 +154,23 @@ def test_export_parity_tolerates_a_flipped_near_tie_and_fails_an_export_bug() ->
     assert not parity_check([], {}, [], config, "test").passed
 
 
-def test_export_parity_judges_int8_by_its_accuracy() -> None:
+def test_export_parity_reports_int8_by_its_accuracy_without_failing_on_it() -> None:
     config = GateConfig()
     keys = ["a", "b", "c"]
     truth = ["the quick brown fox jumps over the lazy dog " * 8] * 3  # 1,056 characters in all
     eager = [truth[0].replace("lazy", "hazy", 1), *truth[1:]]  # 1 error
-    # int8 reads one page differently, one error elsewhere: its CER equals eager's, so it passes although the
-    # readings differ (float runtimes would be held to identical readings within the bound).
+    # int8 reads one page differently, one error elsewhere: its CER equals eager's.
     int8 = [truth[0], truth[1].replace("dog", "dag", 1), truth[2]]
     kept = parity_check(keys, {"onnx-int8": int8, "onnx": list(eager)}, eager, config, "test", truths=truth)
     assert kept.passed
-    assert "onnx-int8 reads the 3 test pages at CER 0.0009, eager at 0.0009 (within +0.002)" in kept.summary
-    # Three more errors (+0.0028) is over the bound.
+    assert "onnx-int8 reads the 3 test pages at CER 0.0009, eager at 0.0009 (within +0.002; for information)" in (
+        kept.summary
+    )
+    # Three more errors (+0.0028) is over the bound, said so; the float runtimes decide the gate.
     worse = [p.replace("fox", "f0x", 1) for p in int8]
-    failed = parity_check(keys, {"onnx-int8": worse}, eager, config, "test", truths=truth)
-    assert not failed.passed and "(over +0.002)" in failed.summary
+    reported = parity_check(keys, {"onnx-int8": worse, "onnx": list(eager)}, eager, config, "test", truths=truth)
+    assert reported.passed and "(over +0.002; for information)" in reported.summary
+    shifted = [p.replace("o", "0") for p in eager]
+    assert not parity_check(keys, {"onnx-int8": int8, "onnx": shifted}, eager, config, "test", truths=truth).passed
     with pytest.raises(ValueError, match="give truths"):
         parity_check(keys, {"onnx-int8": int8}, eager, config, "test")
