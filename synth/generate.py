@@ -53,6 +53,7 @@ class SynthOptions:
     handwriting_share: float = 0.7  # share of pages in handwriting (not printed) fonts
     caps_share: float = 0.0  # share of pages written in block capitals (forms, notes), whatever the font
     realism: float = 0.0  # share of pages with what real pages add (squared paper, pencil, shadows, steep angles)
+    families: tuple[str, ...] = ()  # only these font families (case-insensitive; empty: every family of the set)
     lines_from: Path | None = None  # stitch paragraphs from this folder's line crops instead of rendering
 
     def validate(self) -> None:
@@ -82,6 +83,15 @@ class Generator:
                 raise SynthError(f"{options.lines_from} has no line crops")
             return
         self.fonts = discover(options.charset, options.font_set, options.font_dirs)
+        if options.families:
+            wanted = {f.casefold() for f in options.families}
+            self.fonts = [f for f in self.fonts if f.family.casefold() in wanted]
+            found = {f.family.casefold() for f in self.fonts}
+            if missing := sorted(wanted - found):
+                raise SynthError(
+                    f"no {options.font_set.value} font of the families {', '.join(missing)} "
+                    '(a family is named as in its font file, e.g. "Loved by the King")'
+                )
         self.handwriting = [f for f in self.fonts if f.handwriting]
         self.corpus = Corpus.from_file(options.corpus, options.charset, options.policy)
 
@@ -180,6 +190,7 @@ def generate(
             "dark_share": options.dark_share,
             "caps_share": options.caps_share,
             "realism": options.realism,
+            "families": list(options.families),
             "lines_from": str(options.lines_from) if options.lines_from else None,
             "inkloop_version": __version__,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

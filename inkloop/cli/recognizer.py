@@ -47,6 +47,10 @@ def synth(
             "--realism", help="Share of pages with squared paper, pencil, thin pens, shadows and steep camera angles."
         ),
     ] = 0.0,
+    family: Annotated[
+        list[str] | None,
+        typer.Option("--family", help="Only this font family, as named in its font file (repeatable)."),
+    ] = None,
     max_lines: Annotated[
         int, typer.Option("--max-lines", help="Lines per paragraph are 1..this (1 gives single lines).")
     ] = 12,
@@ -74,6 +78,7 @@ def synth(
         dark_share=dark_share,
         caps_share=caps_share,
         realism=realism,
+        families=tuple(family or ()),
         max_lines=max_lines,
         lines_from=lines_from,
     )

@@ -191,6 +191,15 @@ def test_realism_adds_what_real_pages_have_and_leaves_other_pages_alone(tmp_path
         generate(tmp_path / "bad", SynthOptions(count=1, realism=-0.1))
 
 
+def test_families_keep_to_the_named_hands_and_an_unknown_one_is_named(tmp_path: Path) -> None:
+    one = generate(tmp_path / "one", SynthOptions(count=6, seed=5, max_lines=2, families=("because we build",)))
+    assert {r["font_family"] for r in _labels(one)} == {"Because We Build"}  # as named in the font file, any case
+    assert json.loads((one / "manifest.json").read_text())["families"] == ["because we build"]
+    with pytest.raises(SynthError, match="no train font of the families nobody's hand"):
+        generate(tmp_path / "bad", SynthOptions(count=1, families=("Because We Build", "Nobody's Hand")))
+    assert not (tmp_path / "bad").exists()
+
+
 def test_user_fonts_folder_is_used(tmp_path: Path) -> None:
     fonts = tmp_path / "myfonts"
     fonts.mkdir()
