@@ -24,6 +24,9 @@ from synth.fonts import FontSet
 from synth.generate import SynthOptions, generate
 
 SEED = 101
+# The shift of the demo and the loop's tests: one clerk writing in block capitals, in a held-out hand. base-3 reads
+# it at CER 0.086 (its R as K, its G as C) where it reads the held-out hands at 0.023; a short fine-tune learns it.
+CLERK = "Because We Mentor"
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,11 @@ def production_pages(
     caps_share: float = 0.3,
     font_set: FontSet = FontSet.heldout,
     handwriting_share: float = 0.7,
+    families: tuple[str, ...] = (),
 ) -> list[Upload]:
     """Synthetic paragraphs, by default in the held-out handwriting families (unlike the training set), generated
     once into `folder` and reused: `dark_share` of them light on dark, `caps_share` in block capitals,
-    `handwriting_share` in handwriting (the rest in printed fonts)."""
+    `handwriting_share` in handwriting (the rest in printed fonts), in `families` only if given."""
     if not (folder / LABELS).exists():
         options = SynthOptions(
             count=count,
@@ -56,6 +60,7 @@ def production_pages(
             dark_share=dark_share,
             caps_share=caps_share,
             handwriting_share=handwriting_share,
+            families=families,
         )
         generate(folder, options, workers=workers)
     records = [json.loads(line) for line in (folder / LABELS).read_text(encoding="utf-8").splitlines()]

@@ -1,11 +1,10 @@
 """The steps of `inkloop demo`, the main job on the embedded default: the whole loop, end to end, on this machine,
 showing the model get better on its own traffic.
 
-The shift it shows: **forms and notes filled in block capitals, in hands the model never trained on.** It is the
-commonest way real traffic leaves a handwriting model's training mix (people print in capitals on forms, labels,
-envelopes and sticky notes), and the shipped model is weakest there: it learnt capitals mostly as initials, so in
-unseen hands it reads A as R or K and N as W (README: capitals fonts at CER 0.05-0.09 against 0.005 for mixed
-case).
+The shift it shows: **a new customer whose forms one clerk fills in, in block capitals, in a hand the model never
+trained on** (flows.traffic.CLERK). The shipped model reads unseen hands well on the whole (CER 0.023), but one
+writer's quirks it has never seen throw it systematically: it reads this clerk's R as K and G as C, at CER 0.086.
+A short fine-tune on the corrected pages learns the hand (writer adaptation), which is what the loop is for.
 
 init → Label Studio, the endpoint → usual traffic (mixed case, in the kind of hands the model trained on), then
 the shift, through POST /v1/predict (with blank
@@ -43,7 +42,7 @@ from flows.drift import DriftParams
 from flows.loop import LoopParams, LoopSummary
 from flows.retrain import RetrainParams
 from flows.route import RouteParams
-from flows.traffic import TrafficResult, Upload, blank_page, corrupt_uploads, production_pages, send
+from flows.traffic import CLERK, TrafficResult, Upload, blank_page, corrupt_uploads, production_pages, send
 from inkloop.errors import InkloopError
 from inkloop.processes import Echo
 from inkloop.settings import Settings
@@ -96,14 +95,17 @@ class DemoReport:
 
 def demo_retrain() -> RetrainParams:
     """The short CPU recipe of the demo (model/configs/retrain-demo.json): fewer steps, lines and replay pages than
-    the nightly retrain, and a gate that times 3 rounds instead of 5. The thresholds are the gate's defaults."""
+    the nightly retrain, at a gentle learning rate (at 1e-3 and 5e-4 the candidate learnt the clerk but read the
+    held-out hands up to 0.01 worse); a gate that times 3 rounds instead of 5 and reads 120 held-out pages (at 40,
+    an unchanged mean still had an interval too wide to show it within the margin). The thresholds are the gate's
+    defaults."""
     return RetrainParams(
         config=DEMO_RETRAIN,
         replay_pages=160,
         replay_val_pages=30,
         stitched=40,
         rendered=40,
-        gate_config=GateConfig(speed_rounds=3, heldout_pages=40),
+        gate_config=GateConfig(speed_rounds=3, heldout_pages=120),
     )
 
 
@@ -159,10 +161,15 @@ def flag_one(base_url: str, traffic: TrafficResult) -> str | None:
 
 def traffic_wave(folder: Path, name: str, *, pages: int, shifted: bool, extras: bool = False) -> list[Upload]:
     """`pages` paragraphs: the usual traffic (the kind of hands and pages the model was trained for, mixed case, a
-    fifth light on dark) or, `shifted`, block capitals in handwriting it never saw, on light paper; with `extras`,
-    blank pages and broken files among them."""
+    fifth light on dark) or, `shifted`, the clerk's block capitals (CLERK, a held-out hand) on light paper; with
+    `extras`, blank pages and broken files among them."""
     if shifted:
-        style: dict[str, Any] = {"font_set": FontSet.heldout, "dark_share": 0.0, "caps_share": 1.0}
+        style: dict[str, Any] = {
+            "font_set": FontSet.heldout,
+            "dark_share": 0.0,
+            "caps_share": 0.0,
+            "families": (CLERK,),
+        }
     else:
         style = {"font_set": FontSet.train, "dark_share": 0.2, "caps_share": 0.0}
     uploads = production_pages(
@@ -259,7 +266,9 @@ def steps(
     usual = traffic_wave(folder, "usual", pages=max(30, pages // 4), shifted=False)
     shift = traffic_wave(folder, "shift", pages=pages, shifted=True, extras=True)
     second = traffic_wave(folder, "second", pages=max(30, pages // 2), shifted=True)
-    echo(f"traffic      {len(usual)} usual pages, then {len(shift)} of the shift (block capitals, unseen hands)")
+    echo(
+        f"traffic      {len(usual)} usual pages, then {len(shift)} of the shift (one clerk's capitals, an unseen hand)"
+    )
     report.waves["usual"] = sent(report.endpoint, "usual", usual)
     report.waves["shift"] = sent(report.endpoint, "shift", shift)
     flag_one(report.endpoint, report.waves["shift"].result)

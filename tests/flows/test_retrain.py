@@ -45,7 +45,7 @@ PROJECT = "inkloop"
 SHORT = {"batch_size": 8, "lr": 0.0005, "warmup_fraction": 0.2, "val_every_steps": 40}
 # Speed is measured side by side on a handful of pages while other tests share the 2 cores: the tolerance is wide
 # here so that timing noise never decides these tests (the speed rule has its own test in tests/model).
-STRICTNESS = GateConfig(heldout_pages=8, memorization_steps=10, speed_rounds=3, speed_tolerance=1.0, replicates=1000)
+STRICTNESS = GateConfig(heldout_pages=8, speed_rounds=3, speed_tolerance=1.0, replicates=1000)
 
 
 @dataclass

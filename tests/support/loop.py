@@ -205,7 +205,7 @@ def short_retrain(folder: Path) -> RetrainParams:
         replay_val_pages=4,
         stitched=4,
         rendered=4,
-        gate_config=GateConfig(heldout_pages=8, memorization_steps=10, speed_rounds=3, speed_tolerance=1.0),
+        gate_config=GateConfig(heldout_pages=8, speed_rounds=3, speed_tolerance=1.0),
     )
 
 
