@@ -87,8 +87,7 @@ demo: venv fonts
 # pencil, thin pens, shadows, steep camera angles) on half of them. Then the held-out families in both polarities
 # are evaluated into the model card and the artifact is installed as the shipped model. Each step is a file
 # target: rerunning after an interruption skips what is done and resumes training from the last checkpoint.
-# The committed artifact is still base-2 (README, The shipped model: the loop tests must be re-tuned for base-3).
-# Stages 1 and 2 are base-2's; to start stage 3 from the committed base-2 instead of retraining them:
+# Stages 1 and 2 are base-2's; to start stage 3 from base-2 (as base-3 was made) instead of retraining them:
 #   git show a90a67b:model/artifacts/base.pt > base-2.pt && make base-model HANDS_INIT=base-2.pt
 BASE_TRAIN ?= 4000
 BASE_SEED ?= 11
