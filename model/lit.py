@@ -81,13 +81,17 @@ class LitRecognizer(pl.LightningModule):
 
     def lr_factor(self, step: int) -> float:
         """Linear warm-up, then cosine decay to zero at max_steps. A function of the step and the *current*
-        config, so resuming with a larger --max-steps stretches the schedule instead of failing."""
+        config, so resuming with a larger --max-steps stretches the schedule instead of failing. With a wall-time
+        bound (max_minutes) the decay follows whichever runs out first, steps or time, so a run sized by the
+        clock (a lent GPU) still ends at a learning rate near zero instead of being cut off at its peak."""
         total = self.config.max_steps
         warmup = max(int(total * self.config.warmup_fraction), 1)
         if step < warmup:
             return (step + 1) / warmup
-        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        progress = (step - warmup) / max(total - warmup, 1)
+        if self.config.max_minutes:
+            progress = max(progress, self.fit_seconds() / (60 * self.config.max_minutes))
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def transfer_weights(source: LineNet, target: LineNet, old_classes: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from model.confidence import Calibration, cer_coverage_auc, expected_calibration
 from model.config import TrainConfig
 from model.decode import greedy
 from model.export import INT8_MAX_CER, Runtime, export, has_int8, read_card
+from model.lit import LitRecognizer
 from model.nets.lines import LineNet, LineNetConfig
 from model.preprocess import prepare_lines
 from model.recognizer import ModelLoadError, Recognizer
@@ -96,6 +98,23 @@ def test_training_config_rejects_unknown_keys() -> None:
 
 
 # --- decoding and confidence --------------------------------------------------------------------------------------
+
+
+def test_the_learning_rate_decays_by_steps_or_by_the_clock_whichever_runs_out_first() -> None:
+    by_steps = LitRecognizer(
+        tiny_config(max_steps=100, warmup_fraction=0.1).model_dump(mode="json"), Charset.default().characters
+    )
+    assert by_steps.lr_factor(0) == pytest.approx(0.1) and by_steps.lr_factor(9) == pytest.approx(1.0)
+    assert by_steps.lr_factor(55) == pytest.approx(0.5) and by_steps.lr_factor(100) == pytest.approx(0.0)
+    config = tiny_config(max_steps=100, warmup_fraction=0.1, max_minutes=10).model_dump(mode="json")
+    clocked = LitRecognizer(config, Charset.default().characters)
+    clocked.fit_seconds_before, clocked.fit_started = 0.0, time.monotonic()  # just started: steps decide
+    assert clocked.lr_factor(55) == pytest.approx(0.5, abs=1e-3)
+    clocked.fit_seconds_before = 300  # half the 10 minutes gone at step 20: the clock decides
+    assert clocked.lr_factor(20) == pytest.approx(0.5, abs=1e-3)
+    clocked.fit_seconds_before = 600  # out of time: near zero, not at its peak
+    assert clocked.lr_factor(20) == pytest.approx(0.0, abs=1e-6)
+    assert clocked.lr_factor(5) == pytest.approx(0.6)  # warm-up is by steps alone
 
 
 def _probs(tokens: list[int], classes: int = 97, p: float = 0.9) -> np.ndarray:
