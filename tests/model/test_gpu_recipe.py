@@ -34,12 +34,12 @@ def test_the_gpu_recipe_writes_artifact_card_and_timings(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "config.json", "model.pt", "timings.tsv"]
     card = json.loads((out / "card.json").read_text())
-    assert card["version"] == "base-3" and card["parent"]["version"]  # a fine-tune of the shipped model
+    assert card["version"] == "base-4" and card["parent"]["version"] == "base-3"  # a fine-tune of the shipped model
     assert card["training"]["steps"] == 2 and card["training"]["precision"] in ("32-true", "bf16-mixed")
     heldout = card["metrics"]["heldout_fonts"]
     assert heldout["pages"] == 4 and 0.0 <= heldout["cer"] <= 1.0
     config = json.loads((out / "config.json").read_text())
-    assert (config["batch_size"], config["max_steps"], config["num_workers"]) == (4, 2, 2)
+    assert (config["batch_size"], config["max_steps"], config["num_workers"], config["max_minutes"]) == (4, 2, 2, 4)
     steps = [line.split("\t")[0] for line in (out / "timings.tsv").read_text().splitlines()[1:]]
     assert steps == ["synth-train", "synth-val", "synth-heldout", "train", "evaluate"]
 
