@@ -17,5 +17,5 @@ def _shipped_version() -> str:
     return read_card(SHIPPED_MODEL).version
 
 
-# The shipped model's version ("base-3"): the champion a fresh installation starts from.
+# The shipped model's version ("base-4"): the champion a fresh installation starts from.
 SHIPPED_VERSION = _shipped_version()
