@@ -285,7 +285,7 @@ def _training_lines(record: dict[str, Any]) -> dict[str, str]:
         trained = card.get("training")
         what = "no training run recorded (registered by hand)"
         if trained:
-            what += f"; its card says {trained['steps']} steps on {trained['device']}"
+            what += f"; its card says {trained['steps']} steps on {trained['device']}" + (f" ({gpu})" if gpu else "")
         return {"training": what + (f", val CER {val_cer:.4f}" if val_cer is not None else "")}
     val_cer = ((run["metrics"] or {}).get("val") or {}).get("cer", val_cer)
     facts = [run["status"]]

@@ -35,6 +35,9 @@ runner = CliRunner()
 
 REGRESSION = "test/reason/audit: may be worse by up to 0.0350 (> margin 0.005)"
 CHAMPION, CANDIDATE = SHIPPED_VERSION, "m-0001"  # the shipped model's own version; the first run's name
+_TRAINED = read_card(SHIPPED_MODEL).training
+# The candidate is the shipped artifact: `models show` names the GPU its card says it trained on, if any.
+GPU = f" ({_TRAINED.gpu})" if _TRAINED is not None and _TRAINED.gpu else ""
 REASON = "the audit slice's labels are being redone; the new fonts matter more"
 
 
@@ -150,7 +153,7 @@ def test_show_leads_with_the_verdict_the_failed_check_and_the_training_run(regis
         "promoted    never",
         f"parent      {CHAMPION}",
         "dataset     ds-0001",
-        f"training    run {CANDIDATE}: succeeded, 300 steps, 4.0 min on cuda, val CER 0.0412",
+        f"training    run {CANDIDATE}: succeeded, 300 steps, 4.0 min on cuda{GPU}, val CER 0.0412",
     ]
     assert lines[1].startswith("created     20") and lines[1].endswith(" UTC")
     assert lines[6] == f"curves      {registry.tracker} (browse every run: inkloop tensorboard)"
@@ -218,7 +221,7 @@ def test_a_rejected_model_is_promoted_only_with_force_and_a_reason_on_record(reg
     assert card.training is not None
     assert retired[5] == (
         "training    no training run recorded (registered by hand); its card says "
-        f"{card.training.steps} steps on cpu, val CER {card.metrics['val'].cer:.4f}"
+        f"{card.training.steps} steps on {card.training.device}{GPU}, val CER {card.metrics['val'].cer:.4f}"
     )
     history = retired[retired.index("promotions") + 1 :]
     assert len(history) == 2 and history[0].endswith(" UTC  manual   by setup: the first model")
