@@ -6,17 +6,16 @@
 # rate decays to zero by then, or by STEPS if those run out first). Test it anywhere with tiny settings, e.g.
 #   PAGES=12 VAL_PAGES=4 HELDOUT_PAGES=4 STEPS=2 BATCH=4 OUT=/tmp/gpu deploy/gpu-base-model.sh
 # Settings (environment): OUT (required), INIT (artifact to start from; default: the shipped model), VERSION (the
-# new model's name), PAGES, SEED, VAL_PAGES, HELDOUT_PAGES, STEPS, MINUTES, VAL_EVERY, BATCH, LR, WORKERS (default:
-# every core), INKLOOP (the CLI), PYTHON, WORK (scratch), BUDGET_S (the whole run's wall-time budget, for a
-# machine lent by the minute: training then gets at most what synthesis left, less RESERVE_S for segmenting the
-# pages, exporting and evaluating).
+# new model's name; default: the next of INIT's, base-3 -> base-4), PAGES, SEED, VAL_PAGES, HELDOUT_PAGES, STEPS,
+# MINUTES, VAL_EVERY, BATCH, LR, WORKERS (default: every core), INKLOOP (the CLI), PYTHON, WORK (scratch),
+# BUDGET_S (the whole run's wall-time budget, for a machine lent by the minute: training then gets at most what
+# synthesis left, less RESERVE_S for segmenting the pages, exporting and evaluating).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder the artifact, card and timings go to}"
 INKLOOP=${INKLOOP:-.venv/bin/inkloop}
 PYTHON=${PYTHON:-$(dirname "$INKLOOP")/python}
 INIT=${INIT:-model/artifacts/base.pt}
-VERSION=${VERSION:-base-4}
 PAGES=${PAGES:-12000}
 SEED=${SEED:-14}
 VAL_PAGES=${VAL_PAGES:-300}
@@ -30,7 +29,13 @@ BATCH=${BATCH:-256}
 LR=${LR:-0.0015}
 WORKERS=${WORKERS:-$(nproc)}
 WORK=${WORK:-$(mktemp -d)}
+[ -f "$INIT" ] || { echo "INIT $INIT: no such model artifact" >&2; exit 1; }
 mkdir -p "$OUT"
+VERSION=${VERSION:-$("$PYTHON" -c 'import re, sys
+from model.export import read_card
+version = read_card(sys.argv[1]).version
+number = re.fullmatch(r"base-(\d+)", version)
+print(f"base-{int(number[1]) + 1}" if number else f"{version}-gpu")' "$INIT")}
 timings="$OUT/timings.tsv"
 printf 'step\tseconds\n' >"$timings"
 step() { # step NAME COMMAND...: run it, record how long it took

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import SHIPPED_VERSION
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "gpu-base-model.sh"
 
@@ -34,7 +36,9 @@ def test_the_gpu_recipe_writes_artifact_card_and_timings(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "config.json", "model.pt", "timings.tsv"]
     card = json.loads((out / "card.json").read_text())
-    assert card["version"] == "base-4" and card["parent"]["version"] == "base-3"  # a fine-tune of the shipped model
+    # A fine-tune of the shipped model, named the next base version (base-4 -> base-5).
+    number = int(SHIPPED_VERSION.removeprefix("base-"))
+    assert card["version"] == f"base-{number + 1}" and card["parent"]["version"] == SHIPPED_VERSION
     assert card["training"]["steps"] == 2 and card["training"]["precision"] in ("32-true", "bf16-mixed")
     heldout = card["metrics"]["heldout_fonts"]
     assert heldout["pages"] == 4 and 0.0 <= heldout["cer"] <= 1.0
