@@ -1,7 +1,7 @@
 """A small typed client for the Label Studio API, over label-studio-sdk's `LabelStudio`.
 
 Everything the flows need from Label Studio goes through here (and what an annotator does, through
-annotation/annotator.py, which wraps this client), so that every failure arrives as one of
+devtools/annotators.py, which wraps this client), so that every failure arrives as one of
 inkloop's errors: LabelStudioUnavailableError (not running, a lost connection, a timeout, a 5xx; worth a retry),
 LabelStudioAuthError (the token was refused) or LabelStudioError (any other refusal), never a raw traceback.
 

@@ -36,14 +36,12 @@ import numpy as np
 from sqlalchemy import insert, text
 from store_bench import machine
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support: the pages the tests use
-
 from db.migrate import upgrade  # noqa: E402
 from db.models import Annotation, AnnotationTask, Image, Request  # noqa: E402
 from db.session import make_engine  # noqa: E402
+from devtools.pages import Observed, observe, rendered  # noqa: E402
 from flows.drift import DriftParams, measure, resolve_windows, save, window_key  # noqa: E402
 from synth.generate import SynthOptions  # noqa: E402
-from tests.support.drift import Observed, observe, rendered  # noqa: E402
 
 AUDIT_EVERY = 30
 INKLOOP = str(Path(sys.executable).parent / "inkloop")

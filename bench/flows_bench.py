@@ -11,10 +11,10 @@ from `.venv-labelstudio` (its own SQLite; its document root contains both stores
 PostgreSQL: the bench creates three databases `inkloop_bench_<hex>_*` on that server and drops them at the end.
 
 1. ingest: `--requests` distinct images logged as another serving stack would (image into the store, then a
-   `requests` row), then one run of the ingest flow. The images are synthetic paragraphs (`flows.traffic`,
+   `requests` row), then one run of the ingest flow. The images are synthetic paragraphs (`devtools.traffic`,
    generated once into `--cache`), each page sent as itself (PNG) and as variants (cropped a few pixels,
    brightness shifted, re-encoded as JPEG, or PNG with --png-every; the bytes differ and the page stays
-   realistic), plus 1% blank pages (`flows.traffic.blank_page`).
+   realistic), plus 1% blank pages (`devtools.traffic.blank_page`).
 2. route: `--tasks` distinct pages logged with the shipped model's text and line boxes, as the endpoint logs
    them (read once and cached beside the pages), and marked valid directly in a second installation (features
    and perceptual hash as ingest stores them, copied from the first installation where its ingest computed them
@@ -68,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from store_bench import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED = 101  # flows.traffic.SEED: production-like pages in the held-out fonts
+SEED = 101  # devtools.traffic.SEED: production-like pages in the held-out fonts
 TOKEN = "inkloop-bench-token-0123456789"  # guards only the bench's own Label Studio on 127.0.0.1
 ANNOTATOR = ("bench-annotator@inkloop.local", "bench-annotator-password")
 BLANK_SHARE = 0.01
@@ -160,7 +160,7 @@ class Page:
 
 def load_pages(cache: Path, count: int) -> tuple[list[Page], dict[str, Any]]:
     """`count` synthetic production pages, from the cache or generated into it (once)."""
-    from flows.traffic import production_pages
+    from devtools.traffic import production_pages
 
     cache.mkdir(parents=True, exist_ok=True)
     folder = cache / f"production-seed{SEED}-n{count}"
@@ -236,7 +236,7 @@ def _encode_variant(job: tuple[bytes, int, int, int]) -> list[tuple[bytes, str, 
 
 
 def _blank(seed: int) -> tuple[bytes, str, int, int]:
-    from flows.traffic import blank_page
+    from devtools.traffic import blank_page
 
     data = blank_page(seed, dark=seed % 2 == 1)
     with Image.open(io.BytesIO(data)) as image:
@@ -478,7 +478,7 @@ def start_label_studio(venv: Path, root: Path, document_root: Path, cache: Path)
     start (about 30 s), so later runs start in about 5 s."""
     import hashlib
 
-    from annotation import server
+    from devtools import labelstudio as server
 
     if not server.is_installed(venv):
         raise SystemExit(f"no Label Studio installed in {venv}: run `make labelstudio` (or pass --labelstudio-venv)")
@@ -754,11 +754,11 @@ def bench_sync(
     from sqlalchemy import select
 
     import flows.sync as sync_module
-    from annotation.annotator import SimulatedAnnotator
     from annotation.client import LabelStudioClient
     from annotation.labeling import UID_KEY, annotation_result
     from db.models import AnnotationTask
     from db.session import make_engine, session_factory, session_scope
+    from devtools.annotators import SimulatedAnnotator
     from flows.sync import sync
 
     engine = make_engine(installation.database_url)
@@ -1001,7 +1001,7 @@ def main() -> None:
         if label_studio is not None:
             label_studio.thread.join()
             if label_studio.result is not None:
-                from annotation import server
+                from devtools import labelstudio as server
 
                 started = time.perf_counter()
                 server.down(label_studio.result[0])

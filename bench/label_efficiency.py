@@ -46,8 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from annotation.routing import Candidate, plan  # noqa: E402
+from devtools.traffic import Upload, production_pages  # noqa: E402
 from flows.retrain import RetrainParams, replay_folder, resolve_config  # noqa: E402
-from flows.traffic import Upload, production_pages  # noqa: E402
 from inkloop.files import atomic_write  # noqa: E402
 from inkloop.labels import LABELS  # noqa: E402
 from inkloop.text import edit_distance  # noqa: E402

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support
 from store_bench import machine  # noqa: E402
 
+from devtools.segment_reference import library_kernels  # noqa: E402
 from inkloop.card import InputSpec, ModelCard  # noqa: E402
 from model.charset import Charset  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
@@ -43,7 +43,6 @@ from model.recognizer import SHIPPED_MODEL, Recognizer, open_image  # noqa: E402
 from model.segment import VERSION as SEGMENTER_VERSION  # noqa: E402
 from model.segment import segment  # noqa: E402
 from synth.generate import SynthOptions, generate  # noqa: E402
-from tests.support.segment_reference import library_kernels  # noqa: E402
 
 HEIGHT, WIDTH, REFERENCE_CHARS = 576, 640, 400
 

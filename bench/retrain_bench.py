@@ -18,16 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from store_bench import machine
-
-# The annotated pages are made the way the test suite makes them (tests/support/datasets.py).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
@@ -51,11 +47,12 @@ def main() -> None:
     )
     from db.migrate import upgrade
     from db.session import make_engine, session_factory, session_scope
+    from devtools.pages import synthetic_pages
+    from devtools.records import labelled
     from inkloop.domain import TaskReason
     from inkloop.store import ImageStore
     from synth.fonts import FontSet
     from synth.generate import SynthOptions
-    from tests.support.datasets import labelled, synthetic_pages
 
     upgrade(os.environ["INKLOOP_DATABASE_URL"])
     store = ImageStore(str(home / "store"))

@@ -2,7 +2,7 @@
 (`inkloop flow serve`).
 
 Which Prefect API the runs go to (PREFECT_API_URL, the local server of `inkloop prefect up`, or a temporary
-local API) is chosen by flows/prefect_server.py before prefect is imported.
+local API) is chosen by devtools/prefect_server.py before prefect is imported.
 """
 
 from __future__ import annotations

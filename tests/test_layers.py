@@ -1,11 +1,14 @@
 """The dependency rule, enforced: every import of every module is read (with ast, lazy imports inside functions
 included) and none may run from a lower layer to a higher one.
 
-    inkloop (the kernel)  <  db  <  synth | model | annotation | monitoring  <  flows  <  serving  <  inkloop.cli
+    inkloop (the kernel)  <  db  <  synth | model | annotation | monitoring  <  flows  <  serving
+                                                                            <  devtools  <  cli
 
 The four middle packages never import each other. Of `model`, serving may import inference (model.recognizer)
-and the registry (model.registry) only. Nothing imports the CLI, the composition root. bench/ and tests/ stand
-outside the layers and may import anything.
+and the registry (model.registry) only. devtools (the simulated annotators, the traffic generator, the demo, the
+local-service supervisors) may use every production package, and no production package uses it: only the CLI,
+the tests and the benchmarks do. Nothing imports the CLI, the composition root. bench/ and tests/ stand outside
+the layers, and bench/ imports nothing from tests/.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import pytest
 
 from tests.support.paths import REPO
 
-CLI = "inkloop.cli"
+CLI = "cli"
+DEVTOOLS = "devtools"
 RANK = {
     "inkloop": 0,
     "db": 1,
@@ -29,7 +33,8 @@ RANK = {
     "monitoring": 2,
     "flows": 3,
     "serving": 4,
-    CLI: 5,
+    DEVTOOLS: 5,
+    CLI: 6,
 }
 SERVING_MAY_USE_OF_MODEL = ("model.recognizer", "model.registry")
 
@@ -46,9 +51,7 @@ class Violation:
 
 
 def layer(module: str) -> str | None:
-    """The layer a dotted module name belongs to (the CLI before the kernel it lives in), or None."""
-    if module == CLI or module.startswith(CLI + "."):
-        return CLI
+    """The layer a dotted module name belongs to, or None (the standard library, third parties, bench, tests)."""
     top = module.split(".", 1)[0]
     return top if top in RANK else None
 
@@ -83,7 +86,7 @@ def check(module: str, source: str, is_package: bool = False) -> list[Violation]
             if other == CLI:
                 why = "nothing imports the CLI"
             elif RANK[other] > RANK[own]:
-                why = f"{own} is below {other}"
+                why = "production code never imports devtools" if other == DEVTOOLS else f"{own} is below {other}"
             elif RANK[other] == RANK[own]:
                 why = f"{own} and {other} never import each other"
             elif own == "serving" and other == "model" and not name.startswith(SERVING_MAY_USE_OF_MODEL):
@@ -105,7 +108,7 @@ def project_modules() -> Iterator[tuple[str, Path]]:
 
 def test_no_import_runs_upward() -> None:
     modules = list(project_modules())
-    assert len(modules) > 60 and any(name.startswith(CLI) for name, _ in modules)
+    assert len(modules) > 60 and {layer(name) for name, _ in modules} == set(RANK)
     violations = [
         str(v)
         for name, path in modules
@@ -124,8 +127,12 @@ def test_no_import_runs_upward() -> None:
         ("annotation.routing", "import monitoring.features", "annotation and monitoring never import each other"),
         ("flows.route", "from serving.app import create_app", "flows is below serving"),
         ("serving.app", "from model.train import train", "serving uses only model.recognizer and model.registry"),
-        ("serving.app", "from inkloop.cli import app", "nothing imports the CLI"),
-        ("inkloop.settings", "from .cli.common import group", "nothing imports the CLI"),
+        ("serving.app", "from cli import app", "nothing imports the CLI"),
+        ("inkloop.settings", "from cli.common import group", "nothing imports the CLI"),
+        ("devtools.demo", "from cli.models import render_show", "nothing imports the CLI"),
+        ("flows.loop", "from devtools.traffic import production_pages", "production code never imports devtools"),
+        ("serving.app", "import devtools.processes", "production code never imports devtools"),
+        ("annotation.labeling", "from devtools import annotators", "production code never imports devtools"),
         ("db.session", "from ..flows import runner", "db is below flows"),
     ],
 )
@@ -136,11 +143,13 @@ def test_an_upward_import_is_caught(module: str, source: str, why: str) -> None:
 @pytest.mark.parametrize(
     ("module", "source"),
     [
-        ("inkloop.cli.demo", "from flows.ingest import ingest\nfrom serving.health import wait_until_healthy"),
+        ("cli.demo", "from flows.ingest import ingest\nfrom serving.health import wait_until_healthy"),
         ("serving.models", "from model.registry import materialize\nfrom model.recognizer import Recognizer"),
         ("flows.route", "from annotation.client import LabelStudioClient\nfrom db import repo"),
         ("model.registry", "from db import repo\nfrom inkloop.card import ModelCard"),
-        ("inkloop.cli.app", "from inkloop.cli import admin\nfrom . import common"),
+        ("cli.app", "from cli import admin\nfrom . import common"),
+        ("cli.labelstudio", "from devtools import labelstudio"),
+        ("devtools.demo", "from flows.loop import loop\nfrom serving.health import wait_until_healthy"),
     ],
 )
 def test_allowed_imports_pass(module: str, source: str) -> None:
@@ -158,4 +167,16 @@ def test_tests_share_code_only_through_tests_support() -> None:
                 parts = name.split(".")
                 if parts[0] == "tests" and any(p == "conftest" or p.startswith("test_") for p in parts[1:]):
                     found.append(f"{module}:{line} imports {name}")
+    assert found == []
+
+
+def test_benchmarks_import_nothing_from_tests() -> None:
+    """What a benchmark shares with the tests (pages with known text, reference kernels) lives in devtools/."""
+    found = [
+        f"{path.relative_to(REPO)}:{line} imports {name}"
+        for path in sorted((REPO / "bench").rglob("*.py"))
+        for line, names in imports(path.read_text(encoding="utf-8"), f"bench.{path.stem}", False)
+        for name in names
+        if name.split(".")[0] == "tests"
+    ]
     assert found == []

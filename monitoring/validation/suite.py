@@ -43,7 +43,7 @@ REQUIRED_COLUMNS = (
 
 # FORMATS (inkloop/images.py) are the formats serving accepts. An image that reached the log in another format
 # came in through a side door (an import), and the recognizer was not built for it.
-# Smallest side: a one-line page can be short (the held-out production pages of flows/traffic.py include one 60
+# Smallest side: a one-line page can be short (the held-out production pages of devtools/traffic.py include one 60
 # pixels tall). Measured with the shipped model (base-2) on that page scaled down: CER 0.016 at 60 rows, 0.065 at
 # 32, 0.081 at 24, 0.27 at 16 (its 12 shortest neighbours, scaled alike: median CER 0.05, 0.06, 0.17, 0.33). So
 # 32 keeps every page the model reads and refuses thumbnails and icons. Largest side: no camera or scanner at

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from annotation.annotator import SimulatedAnnotator, create_account
 from annotation.client import SAMPLING, LabelStudioClient
 from annotation.labeling import (
     annotation_result,
@@ -24,6 +23,7 @@ from annotation.labeling import (
     parse_annotation,
     task_payload,
 )
+from devtools.annotators import SimulatedAnnotator, create_account
 from inkloop.errors import LabelStudioAuthError, LabelStudioError, LabelStudioUnavailableError, TransientError
 from inkloop.store import ImageStore
 from tests.support.labelstudio import LabelStudioHandle

@@ -22,9 +22,9 @@ from PIL import Image, ImageDraw, ImageFont
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
-from annotation.annotator import SimulatedAnnotator
 from annotation.labeling import label_config
 from db.models import Annotation
+from devtools.annotators import SimulatedAnnotator
 from flows.route import RouteParams, route
 from flows.sync import sync
 from inkloop.wait import wait_until

@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
+from cli import app
 from db.migrate import head_revision
-from inkloop.cli import app
 from inkloop.errors import InvalidKeyError
 
 runner = CliRunner()
@@ -176,7 +176,7 @@ def test_status_names_an_old_schema(inkloop_home: Path) -> None:
 
 _LOADED = """
 import sys
-from inkloop.cli import app
+from cli import app
 try:
     app(sys.argv[1:], standalone_mode=True)
 except SystemExit as exit:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from inkloop.cli.demo_run import DemoReport, demo_retrain, print_report, steps
+from cli.demo import print_report
+from devtools.demo import DemoReport, demo_retrain, steps
 from inkloop.settings import load_settings
 from tests.support.loop import Loop
 from tests.support.paths import SHIPPED_VERSION

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from cli.app import app
+from cli.common import require_free_port
 from db import repo
-from inkloop.cli.app import app
-from inkloop.cli.common import require_free_port
 from inkloop.wait import wait_until
 from monitoring import drift_workspace
 from tests.support.databases import session_on

@@ -16,14 +16,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from cli.app import app
 from db import repo
 from db.models import Annotation, AnnotationTask, Request
+from devtools.pages import Page, handwritten_pages
+from devtools.records import labelled
 from flows.dataset import DatasetParams, build_version
-from inkloop.cli.app import app
 from inkloop.domain import Split
 from inkloop.labels import LabelSource
 from inkloop.store import ImageStore
-from tests.support.datasets import Page, handwritten_pages, labelled
 from tests.support.paths import SHIPPED_VERSION
 
 PROJECT = "inkloop"

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from cli.app import app
+from cli.common import require_free_port
 from db import repo
 from db.models import DatasetVersion
-from inkloop.cli.app import app
-from inkloop.cli.common import require_free_port
 from inkloop.domain import PromotionKind, RunStatus
 from inkloop.store import ImageStore
 from inkloop.wait import wait_until
@@ -302,7 +302,7 @@ def test_tensorboard_serves_the_training_runs_until_terminated(tmp_path: Path) -
 def test_tensorboard_without_runs_says_so_and_a_taken_port_is_one_line(
     inkloop_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from inkloop.cli import tensorboard
+    from cli import tensorboard
 
     started: list[list[str]] = []
 

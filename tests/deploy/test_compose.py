@@ -110,7 +110,7 @@ def test_built_services_use_the_project_dockerfile(compose: dict[str, Any]) -> N
 
 
 def test_label_studio_is_the_version_inkloop_pins(compose: dict[str, Any]) -> None:
-    from annotation.server import LABEL_STUDIO_VERSION
+    from devtools.labelstudio import LABEL_STUDIO_VERSION
 
     image = compose["services"]["labelstudio"]["image"]
     assert image == f"heartexlabs/label-studio:{LABEL_STUDIO_VERSION}"

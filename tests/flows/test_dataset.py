@@ -18,11 +18,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
+from cli.app import app
 from db import repo
 from db.models import Annotation, DatasetMember, DatasetVersion
+from devtools.pages import Page, handwritten_pages, rephotographed
+from devtools.records import labelled
 from flows.dataset import DatasetParams, DatasetSummary, GoldenPages, build_version, check_guards
 from flows.dataset_export import export_version
-from inkloop.cli.app import app
 from inkloop.domain import Split, TaskReason, TaskState
 from inkloop.errors import DatasetError, EmptyDatasetError, LeakageError, NotFoundError
 from inkloop.labels import read_records
@@ -30,7 +32,6 @@ from inkloop.phash import NEAR_DUPLICATE_DISTANCE, hamming
 from inkloop.store import ImageStore
 from model.golden import GOLDEN_DIR
 from monitoring.features import compute_features
-from tests.support.datasets import Page, handwritten_pages, labelled, rephotographed
 from tests.support.paths import REPO, SHIPPED_VERSION
 
 PROJECT = "inkloop"

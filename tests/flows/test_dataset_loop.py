@@ -11,20 +11,20 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from annotation.annotator import correction, prefilled
 from annotation.labeling import annotation_result
+from cli.app import app
 from db import repo
 from db.models import SyntheticSample
+from devtools.annotators import correction, prefilled
+from devtools.pages import Page, handwritten_pages, rephotographed
 from flows.dataset import DatasetParams, dataset
 from flows.route import RouteParams, route
 from flows.sync import sync
 from flows.synth import SynthParams, synth
-from inkloop.cli.app import app
 from inkloop.domain import Split
 from inkloop.labels import read_records
 from inkloop.phash import NEAR_DUPLICATE_DISTANCE, hamming
 from monitoring.features import compute_features
-from tests.support.datasets import Page, handwritten_pages, rephotographed
 from tests.support.loop import Loop, valid_image
 from tests.support.paths import SHIPPED_VERSION
 

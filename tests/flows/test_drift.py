@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 
 from db import repo
 from db.models import DriftReport
+from devtools.records import record
 from flows.drift import DriftFlowSummary, DriftParams, drift, resolve_windows
 from inkloop.domain import DriftVerdict, PromotionKind, ReferenceKind
 from monitoring import drift_workspace
 from tests.support.databases import BACKENDS, session_on
-from tests.support.drift import Traffic, record
+from tests.support.drift import Traffic
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from db import repo
+from devtools.traffic import blank_page
 from flows.ingest import WATERMARK, IngestParams, ingest
-from flows.traffic import blank_page
 from inkloop.domain import ImageStatus
 from tests.support.loop import Loop
 from tests.support.paths import GOLDEN

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from db.models import Image
 from db.session import make_engine, session_factory
+from devtools.traffic import blank_page
 from flows.ingest import IngestParams, ingest
-from flows.traffic import blank_page
 from inkloop.domain import ImageStatus
 from inkloop.store import ImageStore, sha256_hex
 from tests.support.paths import GOLDEN

@@ -14,13 +14,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from cli.app import app
+from devtools.pages import Page, shifted_pages
 from flows.dataset import DatasetParams, dataset
 from flows.ingest import IngestParams, ingest
 from flows.retrain import retrain
 from flows.route import RouteParams, route
 from flows.sync import sync
-from inkloop.cli.app import app
-from tests.support.datasets import Page, shifted_pages
 from tests.support.loop import Loop, answer_all, short_retrain
 from tests.support.paths import SHIPPED_VERSION
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.pages import Page, shifted_pages
 from flows.loop import LoopParams, LoopSummary, loop
 from flows.runner import FlowFailed, parse_params, run
 from inkloop.errors import InkloopError
-from tests.support.datasets import Page, shifted_pages
 from tests.support.loop import Loop, answer_all, loop_params
 from tests.support.ports import free_port
 

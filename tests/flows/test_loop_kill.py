@@ -37,8 +37,8 @@ from db.models import (
     SyntheticSample,
     TrainingRun,
 )
+from devtools.pages import Page, shifted_pages
 from inkloop.domain import ImageSource, ModelStatus, TaskState
-from tests.support.datasets import Page, shifted_pages
 from tests.support.loop import Loop, answer_all, loop_params
 from tests.support.paths import SHIPPED_VERSION
 

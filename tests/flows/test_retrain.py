@@ -2,7 +2,7 @@
 
 The production traffic is a shift the shipped model reads poorly: paragraphs written in block capitals in the
 held-out handwriting families (the planning measurement of this feature: CER 0.045 before, 0.005-0.011 after
-fine-tuning). Annotations are written as sync stores them (tests/support/datasets.labelled); the same loop through
+fine-tuning). Annotations are written as sync stores them (devtools.records.labelled); the same loop through
 Label Studio itself and a live server is tests/flows/test_loop_closes.py.
 """
 
@@ -26,6 +26,8 @@ from db import repo
 from db.locks import exclusive
 from db.models import GateReport, Image, ModelVersion, Promotion, SyntheticSample, TrainingRun
 from db.session import make_engine
+from devtools.pages import Page, shifted_pages
+from devtools.records import labelled
 from flows.dataset import DatasetParams, dataset
 from flows.gate import GateParams, gate
 from flows.retrain import RetrainParams, retrain
@@ -35,7 +37,6 @@ from inkloop.store import ImageStore
 from model.gates import GateConfig
 from model.registry import read_card
 from tests.support.databases import BACKENDS, session_on
-from tests.support.datasets import Page, labelled, shifted_pages
 from tests.support.paths import REPO, SHIPPED_VERSION
 
 pytestmark = pytest.mark.slow

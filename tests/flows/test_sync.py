@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import select
 
 import flows.sync as sync_module
-from annotation.annotator import SimulatedAnnotator
 from annotation.labeling import annotation_result
 from db.models import Annotation
+from devtools.annotators import SimulatedAnnotator
 from flows.route import RouteParams, route
 from flows.sync import SyncParams, agreement, sync
 from inkloop.domain import TaskState

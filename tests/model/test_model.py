@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from cli import app
 from inkloop.card import CalibrationCurve
-from inkloop.cli import app
 from inkloop.text import OutOfCharset
 from model.charset import BLANK, Charset
 from model.confidence import Calibration, cer_coverage_auc, expected_calibration_error, fit

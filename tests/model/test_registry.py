@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli import app
 from inkloop.card import Parent
-from inkloop.cli import app
 from inkloop.store import ImageStore, sha256_hex
 from model.export import update_card
 from model.recognizer import SHIPPED_MODEL

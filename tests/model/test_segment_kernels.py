@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from devtools import segment_reference as reference
 from inkloop.labels import read_records
 from model.preprocess import to_grayscale
 from model.segment import (
@@ -24,7 +25,6 @@ from model.segment import (
 )
 from synth.fonts import FontSet
 from synth.generate import SynthOptions, generate
-from tests.support import segment_reference as reference
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 3), (151, 320), (600, 1400)])

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from db.repo import WindowRequest
+from devtools.pages import Observed, as_requests, blurred, observe
 from inkloop.domain import DriftVerdict, ImageStatus, ReferenceKind
 from inkloop.text import cer
 from model.confidence import Calibration
@@ -24,7 +25,7 @@ from monitoring.drift import (
     rare_characters,
     read_snapshot,
 )
-from tests.support.drift import Observed, Traffic, as_requests, blurred, observe
+from tests.support.drift import Traffic
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The `label_studio` session fixture: one real Label Studio for the whole test run, started by annotation.server.
+"""The `label_studio` session fixture: one real Label Studio for the whole test run, started by devtools.labelstudio.
 Every test that uses it is marked `labelstudio` (tests/conftest.py).
 
 It runs from the virtualenv `make labelstudio` installs (INKLOOP_LABEL_STUDIO_VENV, default <repo>/.venv-labelstudio);
@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from annotation import server
+from devtools import labelstudio as server
 from tests.support.paths import REPO
 from tests.support.ports import free_port
 
 if TYPE_CHECKING:  # the SDK takes a second to import; only tests that talk to Label Studio pay for it
-    from annotation.annotator import SimulatedAnnotator
     from annotation.client import LabelStudioClient
+    from devtools.annotators import SimulatedAnnotator
 
 TOKEN = "inkloop-test-suite-token-0123456789"
 # Named after the token it was made with: a template made with another token would be refused at start.
@@ -55,7 +55,7 @@ class LabelStudioHandle:
 
     def annotator(self) -> SimulatedAnnotator:
         """The admin user acting as an annotator; close it, or use it in a `with` block."""
-        from annotation.annotator import SimulatedAnnotator
+        from devtools.annotators import SimulatedAnnotator
 
         return SimulatedAnnotator(self.client())
 

@@ -20,16 +20,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from annotation.annotator import correction
 from db import repo
 from db.migrate import upgrade
 from db.models import AnnotationTask, Image
 from db.session import make_engine, session_factory, session_scope
+from devtools.annotators import correction
+from devtools.pages import Page
 from flows.retrain import RetrainParams
 from inkloop.store import ImageStore
 from model.gates import GateConfig
 from tests.support.databases import BACKENDS, create_postgres_database, drop_postgres_database
-from tests.support.datasets import Page
 from tests.support.labelstudio import LabelStudioHandle
 from tests.support.paths import SHIPPED_VERSION
 from tests.support.servers import LiveServer

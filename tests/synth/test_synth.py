@@ -14,7 +14,7 @@ from fontTools.ttLib import TTFont
 from PIL import Image
 from typer.testing import CliRunner
 
-from inkloop.cli import app
+from cli import app
 from inkloop.labels import LABELS, LabelsError, read_labels
 from inkloop.text import DEFAULT_CHARSET, OutOfCharset
 from synth.corpus import Corpus, CorpusError

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from devtools.processes import Daemon, Echo, quiet
 from inkloop.errors import InkloopError
-from inkloop.processes import Daemon, Echo, quiet
 from inkloop.settings import Settings
 from inkloop.wait import WaitTimeoutError, wait_until
 

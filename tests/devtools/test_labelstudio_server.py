@@ -1,4 +1,4 @@
-"""annotation.server without starting Label Studio: where things live, what the process is told, and that a
+"""devtools.labelstudio without starting Label Studio: where things live, what the process is told, and that a
 failed install leaves nothing behind."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from annotation import server
+from devtools import labelstudio as server
 from inkloop.errors import LabelStudioError
 from inkloop.settings import LOCAL_LABEL_STUDIO_TOKEN, load_settings
 from tests.support.ports import free_port

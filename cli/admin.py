@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from inkloop.cli.common import breakdown, group, print_fields
+from cli.common import breakdown, group, print_fields
 from inkloop.settings import load_settings
 from inkloop.store import ImageStore
 

@@ -2,6 +2,6 @@
 from settings and calls every other package; nothing imports it. One module per command group; `app.py`
 registers them."""
 
-from inkloop.cli.app import app
+from cli.app import app
 
 __all__ = ["app"]

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from devtools.processes import Daemon, Echo, alive, quiet
 from inkloop.errors import LabelStudioAuthError, LabelStudioError
-from inkloop.processes import Daemon, Echo, alive, quiet
 from inkloop.settings import Settings
 from inkloop.wait import WaitTimeoutError, wait_until
 

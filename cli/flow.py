@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
+from cli.common import group, print_fields
 from flows.runner import FLOWS
-from inkloop.cli.common import group, print_fields
 from inkloop.errors import InkloopError
 from inkloop.settings import load_settings
 
@@ -32,7 +32,7 @@ def flow_run(
     """Run one flow now and print what it did: on PREFECT_API_URL when set, else on the local Prefect server when
     it is up (`inkloop prefect up`), else on a temporary local API."""
     from db.session import open_ready_engine
-    from flows.prefect_server import use_prefect
+    from devtools.prefect_server import use_prefect
 
     settings = load_settings()
     open_ready_engine(settings).dispose()  # a clear "run inkloop init" before Prefect starts
@@ -71,7 +71,7 @@ def flow_serve(
     changes them, --every too. This process runs the scheduled runs; the Prefect UI shows them. Without
     PREFECT_API_URL it starts the local Prefect server first (schedules need one)."""
     from db.session import open_ready_engine
-    from flows import prefect_server
+    from devtools import prefect_server
 
     settings = load_settings()
     open_ready_engine(settings).dispose()

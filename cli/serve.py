@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from inkloop.cli.common import require_free_port
+from cli.common import require_free_port
 from inkloop.errors import InkloopError
 from inkloop.settings import load_settings
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from sqlalchemy.orm import Session
 
+from cli.common import group
 from db.models import DatasetVersion, ModelVersion
 from inkloop.card import ModelCard
-from inkloop.cli.common import group
 from inkloop.domain import ModelStatus, PromotionKind
 from inkloop.errors import InkloopError
 from inkloop.settings import Settings, load_settings

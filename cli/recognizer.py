@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inkloop.cli.common import choice
+from cli.common import choice
 from inkloop.errors import InkloopError
 from inkloop.labels import read_records
 from inkloop.settings import load_settings

@@ -2,7 +2,7 @@
 showing the model get better on its own traffic.
 
 The shift it shows: **a new customer whose forms one clerk fills in, in block capitals, in a hand the model never
-trained on** (flows.traffic.CLERK). The shipped model reads unseen hands well on the whole (CER 0.023), but one
+trained on** (devtools.traffic.CLERK). The shipped model reads unseen hands well on the whole (CER 0.023), but one
 writer's quirks it has never seen throw it systematically: it reads this clerk's R as K and G as C, at CER 0.086.
 A short fine-tune on the corrected pages learns the hand (writer adaptation), which is what the loop is for.
 
@@ -32,19 +32,19 @@ from typing import Any
 
 import httpx
 
-from annotation import server as label_studio_server
-from annotation.annotator import CrewPolicy, CrewResult, SimulatedAnnotator, work_queue
 from annotation.client import LabelStudioClient
 from db import repo
 from db.migrate import init_database
 from db.session import open_ready_engine, session_factory, session_scope
+from devtools import labelstudio as label_studio_server
+from devtools.annotators import CrewPolicy, CrewResult, SimulatedAnnotator, work_queue
+from devtools.processes import Echo
+from devtools.traffic import CLERK, TrafficResult, Upload, blank_page, corrupt_uploads, production_pages, send
 from flows.drift import DriftParams
 from flows.loop import LoopParams, LoopSummary
 from flows.retrain import RetrainParams
 from flows.route import RouteParams
-from flows.traffic import CLERK, TrafficResult, Upload, blank_page, corrupt_uploads, production_pages, send
 from inkloop.errors import InkloopError
-from inkloop.processes import Echo
 from inkloop.settings import Settings
 from inkloop.store import ImageStore, sha256_hex
 from inkloop.text import corpus_cer
@@ -53,7 +53,7 @@ from model.registry import materialize
 from serving.health import NotHealthyError, wait_until_healthy
 from synth.fonts import FontSet
 
-DEMO_RETRAIN = Path(__file__).resolve().parents[2] / "model" / "configs" / "retrain-demo.json"
+DEMO_RETRAIN = Path(__file__).resolve().parents[1] / "model" / "configs" / "retrain-demo.json"
 SEEDS = {"usual": 201, "shift": 202, "second": 203}
 ANNOTATORS = (("ana@inkloop.local", "ana-demo-pass-1"), ("ben@inkloop.local", "ben-demo-pass-1"))
 
@@ -208,9 +208,10 @@ def run_demo(
     echo: Echo,
     prefect: str,
     stop_prefect: Callable[[], object],
+    show: Callable[[DemoReport], object],
 ) -> DemoReport:
-    """The demo's steps; `prefect` says where the flow runs show, `stop_prefect` stops the Prefect server the demo
-    started (with `once`, at the end)."""
+    """The demo's steps; `prefect` says where the flow runs show, `show` prints the report at the end (the CLI's
+    renderers), `stop_prefect` stops the Prefect server the demo started (with `once`, at the end)."""
     started = time.perf_counter()
     report = DemoReport(endpoint=f"http://127.0.0.1:{port}", prefect=prefect)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -237,7 +238,7 @@ def run_demo(
         echo(f"endpoint     {report.endpoint} (the page at /, the API at /docs)")
         steps(report, settings, pages=pages, echo=echo)
         report.seconds = time.perf_counter() - started
-        print_report(report, settings, echo)
+        show(report)
         if not once:
             echo("\nThe services keep running; press Ctrl-C to stop them.")
             try:
@@ -382,59 +383,3 @@ def lineage_example(settings: Settings, report: DemoReport) -> str | None:
     finally:
         engine.dispose()
     return next(iter(report.waves["shift"].result.request_ids.values()), None)
-
-
-def print_report(report: DemoReport, settings: Settings, echo: Echo) -> None:
-    from inkloop.cli.lineage import lineage_record, render_tree
-    from inkloop.cli.models import render_show, show_record
-
-    echo("")
-    for name, wave in report.waves.items():
-        cer, models = wave.served_cer()
-        refused = sum(n for status, n in wave.result.statuses.items() if status != 200)
-        extra = f", {refused} refused ({', '.join(wave.result.errors)})" if refused else ""
-        answered = wave.result.statuses.get(200, 0)
-        echo(f"{name:<12} {answered} answered{extra}: CER {cer:.4f} as served by {', '.join(models)}")
-    if report.before and report.after:
-        (old, old_cer), (new, new_cer) = report.before, report.after
-        if old == new:
-            echo(
-                f"CER          on the second wave's pages: {old} {old_cer:.4f} (no new champion: see the retrain line)"
-            )
-        else:
-            echo(
-                f"CER          on the second wave's pages (no model trained on them): {old} {old_cer:.4f} -> "
-                f"{new} {new_cer:.4f}"
-            )
-    engine = open_ready_engine(settings)
-    try:
-        with session_scope(session_factory(engine), write=False) as session:
-            if report.champion:
-                echo("")
-                champion = repo.get_model(session=session, version=report.champion)
-                echo("\n".join(render_show(show_record(session, champion))))
-            if report.lineage_request:
-                echo("")
-                echo(f"$ inkloop lineage {report.lineage_request}")
-                record = lineage_record(repo.lineage(session=session, request_id=report.lineage_request))
-                echo("\n".join(render_tree(record)))
-    finally:
-        engine.dispose()
-    drift = report.loops.get("drift")
-    engine = open_ready_engine(settings)
-    try:
-        with session_scope(session_factory(engine), write=False) as session:
-            waiting = len(repo.tasks_in_state(session=session, project=settings.label_studio_project, state="open"))
-    finally:
-        engine.dispose()
-    user, password = report.label_studio_login
-    login = f" (login {user} / {password})" if user else ""
-    echo("")
-    report_path = drift.drift.rpartition("report ")[2] if drift is not None and "report " in drift.drift else ""
-    verdict = drift.drift.split(";")[0].removeprefix("verdict ") if drift is not None else "not run"
-    echo(f"drift        {verdict}: {report_path or drift.drift if drift else ''}")
-    echo("drift UI     inkloop drift ui   (Evidently's UI on every report, http://127.0.0.1:8001)")
-    echo(f"flow runs    {report.prefect}")
-    project = f"/projects/{report.ls_project_id}/data" if report.ls_project_id else ""
-    echo(f"annotate     {report.label_studio_url}{project}{login}: {waiting} tasks wait for a person")
-    echo(f"took         {report.seconds / 60:.1f} min")

@@ -1,4 +1,4 @@
-"""`inkloop prefect up | down | status`: the local Prefect server (flows/prefect_server.py), with its UI."""
+"""`inkloop prefect up | down | status`: the local Prefect server (devtools/prefect_server.py), with its UI."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from inkloop.cli.common import group, print_fields
+from cli.common import group, print_fields
 from inkloop.settings import load_settings
 
 prefect_app = group("The local Prefect server and its UI (flow runs, logs, artifacts): up, down, status.")
@@ -19,7 +19,7 @@ def prefect_up(
 ) -> None:
     """Start a Prefect server on 127.0.0.1 (port INKLOOP_PREFECT_PORT) under INKLOOP_HOME/prefect, detached, and
     wait for it. `inkloop flow run` then reports every run to it."""
-    from flows import prefect_server
+    from devtools import prefect_server
 
     local = prefect_server.LocalPrefect.from_settings(load_settings())
     current, started = prefect_server.up(local, timeout_s=timeout, echo=typer.echo)
@@ -31,7 +31,7 @@ def prefect_up(
 @prefect_app.command("down")
 def prefect_down() -> None:
     """Stop the Prefect server that `inkloop prefect up` started."""
-    from flows import prefect_server
+    from devtools import prefect_server
 
     pid = prefect_server.down(prefect_server.LocalPrefect.from_settings(load_settings()))
     typer.echo(f"stopped the Prefect server (pid {pid})" if pid else "no Prefect server started by inkloop is running")
@@ -42,7 +42,7 @@ def prefect_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
 ) -> None:
     """Whether the local Prefect server runs and answers, and where its UI, data and log are."""
-    from flows import prefect_server
+    from devtools import prefect_server
 
     local = prefect_server.LocalPrefect.from_settings(load_settings())
     current = prefect_server.status(local)

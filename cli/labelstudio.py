@@ -1,5 +1,5 @@
 """`inkloop labelstudio install | up | down | status`: the local Label Studio of the embedded default
-(annotation/server.py)."""
+(devtools/labelstudio.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from inkloop.cli.common import group, print_fields
+from cli.common import group, print_fields
 from inkloop.settings import load_settings
 from inkloop.store import ImageStore
 
@@ -21,7 +21,7 @@ def _install_label_studio(venv: Path) -> None:
     from rich.console import Console
     from rich.text import Text
 
-    from annotation import server
+    from devtools import labelstudio as server
 
     console = Console(stderr=True)
     if not console.is_terminal:
@@ -38,7 +38,7 @@ def _install_label_studio(venv: Path) -> None:
 @labelstudio_app.command("install")
 def labelstudio_install() -> None:
     """Create Label Studio's own virtualenv (INKLOOP_LABEL_STUDIO_VENV) with its pinned packages; a no-op when done."""
-    from annotation import server
+    from devtools import labelstudio as server
 
     venv = server.from_settings(load_settings()).venv
     if server.is_installed(venv):
@@ -55,7 +55,7 @@ def labelstudio_up(
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait for it to answer.")] = 300.0,
 ) -> None:
     """Start a local Label Studio on 127.0.0.1 (the port of INKLOOP_LABEL_STUDIO_URL), detached, and wait for it."""
-    from annotation import server
+    from devtools import labelstudio as server
 
     settings = load_settings()
     ls = server.from_settings(settings)
@@ -82,7 +82,7 @@ def _label_studio_fields(ls: Any) -> dict[str, str]:
 @labelstudio_app.command("down")
 def labelstudio_down() -> None:
     """Stop the Label Studio that `inkloop labelstudio up` started."""
-    from annotation import server
+    from devtools import labelstudio as server
 
     ls = server.from_settings(load_settings())
     pid = server.down(ls)
@@ -99,7 +99,7 @@ def labelstudio_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
 ) -> None:
     """The Label Studio at INKLOOP_LABEL_STUDIO_URL: whether it answers, its version, and the process inkloop runs."""
-    from annotation import server
+    from devtools import labelstudio as server
 
     ls = server.from_settings(load_settings())
     current = server.status(ls)

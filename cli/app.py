@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from inkloop import __version__
-from inkloop.cli import (
+from cli import (
     admin,
     datasets,
     demo,
@@ -21,7 +20,8 @@ from inkloop.cli import (
     serve,
     tensorboard,
 )
-from inkloop.cli.common import OneLineErrors
+from cli.common import OneLineErrors
+from inkloop import __version__
 
 app = typer.Typer(
     cls=OneLineErrors,

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.orm import Session
 
-from inkloop.cli.common import choice, group, print_fields
+from cli.common import choice, group, print_fields
 from inkloop.domain import Split
 from inkloop.settings import Settings, load_settings
 

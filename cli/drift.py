@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from inkloop.cli.common import foreground, group, print_fields, require_free_port
+from cli.common import foreground, group, print_fields, require_free_port
 from inkloop.errors import InkloopError
 from inkloop.settings import load_settings
 
