@@ -225,8 +225,8 @@ def main() -> None:
     general_pages = production_pages(
         data / "general", count=args.general, seed=303, workers=workers, dark_share=0.2, caps_share=0
     )
-    replay = replay_folder(data, args.replay, 21)
-    replay_val = replay_folder(data, 60, 22)
+    replay = replay_folder(data / "replay", args.replay, 21)
+    replay_val = replay_folder(data / "replay", 60, 22)
     print(f"pages ready in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
     shipped = SHIPPED_MODEL

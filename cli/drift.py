@@ -100,12 +100,11 @@ def ui(
 
     from monitoring import drift_workspace
 
-    home = load_settings().home
-    folder = drift_workspace.workspace_dir(home)
+    folder = load_settings().paths.evidently
     folder.mkdir(parents=True, exist_ok=True)
     require_free_port(host, port)
     project = drift_workspace.project(Workspace(str(folder)))
-    reports = len(drift_workspace.snapshot_ids(home))
+    reports = len(drift_workspace.snapshot_ids(folder))
     typer.echo(f"Evidently UI at http://{host}:{port}/projects/{project.id} (Ctrl-C stops it)")
     typer.echo(
         f"{reports} drift report{'s' * (reports != 1)} in {folder}"

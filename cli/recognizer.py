@@ -151,7 +151,7 @@ def train(
         grow_charset=grow_charset,
         resume=resume,
         version=version,
-        cache_dir=load_settings().home / "cache" / "lines",
+        cache_dir=load_settings().paths.line_cache,
     )
     card = result.card
     val_metrics = card.metrics["val"]

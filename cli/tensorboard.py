@@ -27,7 +27,7 @@ def tensorboard(
     ] = "127.0.0.1",
 ) -> None:
     """TensorBoard on every training run's curves (INKLOOP_HOME/tensorboard); Ctrl-C stops it."""
-    logdir = load_settings().home / "tensorboard"
+    logdir = load_settings().paths.tensorboard
     logdir.mkdir(parents=True, exist_ok=True)
     require_free_port(host, port)
     runs = tensorboard_runs(logdir)

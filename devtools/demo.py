@@ -233,7 +233,7 @@ def run_demo(
         with LabelStudioClient.from_settings(settings) as client:
             echo(f"label studio {client.check()} at {ls.url} (yours: INKLOOP_LABEL_STUDIO_URL)")
 
-    endpoint = start_endpoint(settings, port, settings.home / "demo" / "endpoint.log")
+    endpoint = start_endpoint(settings, port, settings.paths.demo / "endpoint.log")
     try:
         echo(f"endpoint     {report.endpoint} (the page at /, the API at /docs)")
         steps(report, settings, pages=pages, echo=echo)
@@ -263,7 +263,7 @@ def steps(
 ) -> None:
     """Traffic, the loop in three runs with the annotators between, the second wave; `retrain` replaces the demo's
     short recipe (the tests' is shorter still)."""
-    folder = settings.home / "demo" / "traffic"
+    folder = settings.paths.demo / "traffic"
     usual = traffic_wave(folder, "usual", pages=max(30, pages // 4), shifted=False)
     shift = traffic_wave(folder, "shift", pages=pages, shifted=True, extras=True)
     second = traffic_wave(folder, "second", pages=max(30, pages // 2), shifted=True)
@@ -364,7 +364,7 @@ def before_after(
         for version in (before_version[0], report.champion):
             with session_scope(session_factory(engine), write=False) as session:
                 key = repo.get_model(session=session, version=version).artifact_key
-            path = materialize(store, key, settings.home / "cache" / "models")
+            path = materialize(store, key, settings.paths.models)
             results.append((version, evaluate(Recognizer.load(path), folder).cer))
     finally:
         engine.dispose()

@@ -113,8 +113,8 @@ def from_settings(settings: Settings, *, document_root: Path | None = None) -> L
     return LocalLabelStudio(
         url=settings.label_studio_url,
         token=settings.label_studio_token.get_secret_value(),
-        venv=settings.label_studio_venv or settings.home / "labelstudio" / "venv",
-        root=settings.home / "labelstudio",
+        venv=settings.label_studio_venv or settings.paths.labelstudio_venv,
+        root=settings.paths.labelstudio,
         document_root=document_root,
     )
 

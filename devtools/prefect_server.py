@@ -41,7 +41,7 @@ class LocalPrefect:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalPrefect:
-        return cls(home=settings.home / "prefect", port=settings.prefect_port)
+        return cls(home=settings.paths.prefect, port=settings.prefect_port)
 
     @property
     def url(self) -> str:
@@ -176,8 +176,8 @@ def use_prefect(settings: Settings, *, verbose: bool = False) -> str:
     own log lines stay off the terminal unless `verbose` (they still reach the server and its UI).
     """
     if "PREFECT_HOME" not in os.environ:
-        (settings.home / "prefect").mkdir(parents=True, exist_ok=True)
-        os.environ["PREFECT_HOME"] = str(settings.home / "prefect")
+        settings.paths.prefect.mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(settings.paths.prefect)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     if not verbose:

@@ -159,8 +159,8 @@ def measure(current: Window, reference: Window | None, kind: ReferenceKind, para
     return result
 
 
-def report_path(reports: Path, current: Window, key: str) -> Path:
-    return reports / "drift" / f"drift-{current.end:%Y%m%dT%H%M%SZ}-{key[:8]}.html"
+def report_path(folder: Path, current: Window, key: str) -> Path:
+    return folder / f"drift-{current.end:%Y%m%dT%H%M%SZ}-{key[:8]}.html"
 
 
 @task(name="drift-save", **IO_TASK)
@@ -168,12 +168,11 @@ def save(result: DriftResult, current: Window, reference: Window | None, key: st
     """Page, workspace snapshot, row, index: each keyed by the windows, each replaced whole on a rerun."""
     summary = result.summary
     with flow_context() as context:
-        home = context.settings.home
         if result.snapshot is not None:
             summary.snapshot_id = drift_workspace.save(
-                home, result.snapshot, key, name=f"drift {current.end:%Y-%m-%d %H:%M} UTC"
+                context.settings.paths.evidently, result.snapshot, key, name=f"drift {current.end:%Y-%m-%d %H:%M} UTC"
             )
-        page = report_path(context.settings.reports_dir, current, key)
+        page = report_path(context.settings.paths.drift_reports, current, key)
         evidently_html = result.snapshot.get_html_str(as_iframe=False) if result.snapshot is not None else None
         write_bytes_atomic(page, report_page(summary, evidently_html).encode())
         with context.transaction() as session:
@@ -199,7 +198,7 @@ def save(result: DriftResult, current: Window, reference: Window | None, key: st
 
 def write_index(context: FlowContext) -> Path:
     """INKLOOP_HOME/reports/drift/index.html from every stored report."""
-    folder = context.settings.reports_dir / "drift"
+    folder = context.settings.paths.drift_reports
     with context.transaction(write=False) as session:
         reports = repo.drift_reports(session=session)
         rows = [

@@ -133,9 +133,9 @@ def _folder_pages(folder: Path, name: str) -> list[FrozenPage]:
     return pages
 
 
-def heldout_folder(home: Path, count: int) -> Path:
+def heldout_folder(gate_sets: Path, count: int) -> Path:
     """The frozen held-out synthetic set (rendered once, then read from the cache)."""
-    folder = home / "cache" / "gates" / f"heldout-{count}-seed{HELDOUT_SEED}"
+    folder = gate_sets / f"heldout-{count}-seed{HELDOUT_SEED}"
     if not (folder / "labels.jsonl").is_file():
         options = SynthOptions(
             count=count, seed=HELDOUT_SEED, font_set=FontSet.heldout, dark_share=0.5, caps_share=0.3, max_lines=8
@@ -209,7 +209,7 @@ def pick(params: GateParams) -> tuple[str, str, str | None, int | None] | str:
 def _artifact(context: FlowContext, version: str) -> tuple[ModelVersion, Path]:
     with context.transaction(write=False) as session:
         row = repo.get_model(session=session, version=version)
-    return row, materialize(context.store, row.artifact_key, context.settings.home / "cache" / "models")
+    return row, materialize(context.store, row.artifact_key, context.settings.paths.models)
 
 
 def run_gates(
@@ -269,7 +269,7 @@ def run_gates(
     pages = test_pages(context, dataset_id)
     pages += _folder_pages(GOLDEN_DIR, "golden")
     if config.heldout_pages:
-        pages += _folder_pages(heldout_folder(context.settings.home, config.heldout_pages), "heldout")
+        pages += _folder_pages(heldout_folder(context.settings.paths.gate_sets, config.heldout_pages), "heldout")
     seconds["load_pages"] = round(time.perf_counter() - started, 2)
 
     started = time.perf_counter()
@@ -385,7 +385,7 @@ def gate(params: GateParams | None = None) -> GateSummary:
     with flow_context() as context:
         result, images = run_gates(context, params, candidate_v, champion_v, dataset_id, dataset_v)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = context.settings.reports_dir / "gates" / f"{candidate_v}-{stamp}.html"
+        path = context.settings.paths.gate_reports / f"{candidate_v}-{stamp}.html"
         write_bytes_atomic(path, render(result, images).encode())
         promoted = False
         with context.transaction() as session:

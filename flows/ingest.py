@@ -317,5 +317,5 @@ def ingest(params: IngestParams | None = None) -> IngestSummary:
                 )
         finally:
             if params.data_docs and validations:
-                summary.data_docs = _data_docs(validations, context.settings.reports_dir / "data_docs")
+                summary.data_docs = _data_docs(validations, context.settings.paths.data_docs)
     return finish(summary, started=started, name="ingest", title="Ingest")

@@ -128,9 +128,9 @@ def resolve_config(champion_config: dict[str, Any] | None, params: RetrainParams
         raise InkloopError(f"invalid training config: {first_line(exc)}") from None
 
 
-def replay_folder(home: Path, count: int, seed: int) -> Path:
+def replay_folder(replay: Path, count: int, seed: int) -> Path:
     """Pages of the base recipe's kind (training fonts, 30% block capitals, 20% light on dark), cached."""
-    folder = home / "cache" / "replay" / f"base-{count}-seed{seed}"
+    folder = replay / f"base-{count}-seed{seed}"
     if not (folder / "labels.jsonl").is_file():
         generate(folder, SynthOptions(count=count, seed=seed, caps_share=0.3), workers=os.cpu_count() or 1)
     return folder
@@ -222,7 +222,7 @@ def plan(params: RetrainParams) -> dict[str, Any]:
 def _claim(context: FlowContext, key: str, plan_: dict[str, Any], config: TrainConfig) -> tuple[TrainingRun, bool]:
     """The run row for `key`: a new one, or the one a dead run left (resumed). Returns it and whether it is new.
     Other runs still marked running died (the lock is ours): they are marked failed."""
-    home = context.settings.home
+    paths = context.settings.paths
     with context.transaction() as session:
         for stale in repo.training_runs(session=session, status=RunStatus.running):
             if stale.run_key != key:
@@ -246,8 +246,8 @@ def _claim(context: FlowContext, key: str, plan_: dict[str, Any], config: TrainC
             run_dir="",
             tracker=None,
         )
-        run.run_dir = str(home / "runs" / (run.name or key[:12]))
-        run.tracker = str(home / "tensorboard" / (run.name or key[:12]))
+        run.run_dir = str(paths.runs / (run.name or key[:12]))
+        run.tracker = str(paths.tensorboard / (run.name or key[:12]))
         session.flush()
         session.expunge(run)
         return run, True
@@ -267,7 +267,8 @@ def train_candidate(context: FlowContext, params: RetrainParams, plan_: dict[str
             return model.version
     run, new = _claim(context, key, plan_, config)
     name = run.name or key[:12]
-    run_dir = Path(run.run_dir or context.settings.home / "runs" / name)
+    paths = context.settings.paths
+    run_dir = Path(run.run_dir or paths.runs / name)
     summary.candidate, summary.tracker, summary.device = name, run.tracker, _device()
     started = time.monotonic()
     try:
@@ -281,11 +282,10 @@ def train_candidate(context: FlowContext, params: RetrainParams, plan_: dict[str
         val_dirs = (
             [_export(context, plan_["dataset"], data / "val", Split.val, synthetic=False)] if counts.get("val") else []
         )
-        home = context.settings.home
         if params.replay_pages:
-            train_dirs.append(replay_folder(home, params.replay_pages, params.replay_seed))
+            train_dirs.append(replay_folder(paths.replay, params.replay_pages, params.replay_seed))
         if params.replay_val_pages:
-            val_dirs.append(replay_folder(home, params.replay_val_pages, params.replay_seed + 1))
+            val_dirs.append(replay_folder(paths.replay, params.replay_val_pages, params.replay_seed + 1))
         summary.train_pages = sum(1 for _ in (train_dir / "labels.jsonl").open())
         summary.replay_pages = params.replay_pages
         artifact = run_dir / "model.pt"
@@ -294,7 +294,7 @@ def train_candidate(context: FlowContext, params: RetrainParams, plan_: dict[str
         if not artifact.is_file() or not _card_of(artifact, name):
             with context.transaction(write=False) as session:
                 parent = repo.get_model(session=session, version=plan_["champion"])
-            init = materialize(context.store, parent.artifact_key, home / "cache" / "models")
+            init = materialize(context.store, parent.artifact_key, paths.models)
             log.info(
                 "%s %s on %s (+%d replay pages) from %s, %d steps on %s",
                 "resuming" if last.is_file() else "training",
@@ -314,10 +314,10 @@ def train_candidate(context: FlowContext, params: RetrainParams, plan_: dict[str
                 grow_charset=True,
                 resume=last.is_file(),
                 version=name,
-                cache_dir=home / "cache" / "lines",
+                cache_dir=paths.line_cache,
                 callbacks=[PrefectProgress(name, config.max_steps)],
                 tracking=Tracking(
-                    root=home / "tensorboard",
+                    root=paths.tensorboard,
                     run=name,
                     tags={"dataset_version": plan_["dataset"], "parent": plan_["champion"], "run_key": key[:12]},
                 ),

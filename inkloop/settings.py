@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from inkloop.errors import SettingsError
+from inkloop.home import HomeLayout
 from inkloop.schedules import parse_schedules
 
 ENV_PREFIX = "INKLOOP_"
@@ -147,7 +148,7 @@ class Settings(BaseSettings):
     def _label_studio_venv(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         home = info.data.get("home")
         if value is None:
-            return None if home is None else home / "labelstudio" / "venv"
+            return None if home is None else HomeLayout(home).labelstudio_venv
         return value.expanduser().resolve()
 
     @field_validator("database_url", mode="after")
@@ -158,7 +159,7 @@ class Settings(BaseSettings):
         home = info.data.get("home")
         if home is None:
             raise ValueError("no default without a valid INKLOOP_HOME")
-        return _normalize_database_url(f"sqlite:///{home / 'inkloop.db'}")
+        return _normalize_database_url(f"sqlite:///{HomeLayout(home).database}")
 
     @field_validator("store_url", mode="after")
     @classmethod
@@ -168,7 +169,7 @@ class Settings(BaseSettings):
         home = info.data.get("home")
         if home is None:
             raise ValueError("no default without a valid INKLOOP_HOME")
-        return _normalize_store_url(str(home / "store"))
+        return _normalize_store_url(str(HomeLayout(home).store))
 
     @property
     def is_sqlite(self) -> bool:
@@ -179,8 +180,9 @@ class Settings(BaseSettings):
         return "://" not in self.store_url
 
     @property
-    def reports_dir(self) -> Path:
-        return self.home / "reports"
+    def paths(self) -> HomeLayout:
+        """Every path under INKLOOP_HOME (inkloop/home.py)."""
+        return HomeLayout(self.home)
 
     def masked_database_url(self) -> str:
         return mask_url(self.database_url)

@@ -25,10 +25,6 @@ DESCRIPTION = "Production traffic of the inkloop recognizer against its referenc
 _NAMESPACE = uuid.UUID("5b0e0a4e-8a47-4d0c-9f0e-1f1c7c3d2a10")  # inkloop's drift snapshots
 
 
-def workspace_dir(home: Path) -> Path:
-    return home / "evidently"
-
-
 def snapshot_id(window_key: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, window_key))
 
@@ -69,11 +65,11 @@ def project(workspace: Workspace) -> Project:
     return chosen
 
 
-def save(home: Path, snapshot: Snapshot, window_key: str, name: str) -> str:
-    """Put `snapshot` into the workspace under the id of its windows; its id."""
+def save(folder: Path, snapshot: Snapshot, window_key: str, name: str) -> str:
+    """Put `snapshot` into the workspace in `folder` under the id of its windows; its id."""
     from evidently.ui.workspace import Workspace
 
-    workspace = Workspace(str(workspace_dir(home)))
+    workspace = Workspace(str(folder))
     target = project(workspace)
     sid = snapshot_id(window_key)
     snapshot.set_name(name)
@@ -83,11 +79,11 @@ def save(home: Path, snapshot: Snapshot, window_key: str, name: str) -> str:
     return sid
 
 
-def snapshot_ids(home: Path) -> list[str]:
-    """The ids of the snapshots in the inkloop production project (none when there is no workspace yet)."""
+def snapshot_ids(folder: Path) -> list[str]:
+    """The ids of the snapshots in the inkloop production project of the workspace in `folder` (none when there
+    is no workspace yet)."""
     from evidently.ui.workspace import Workspace
 
-    folder = workspace_dir(home)
     if not folder.is_dir():
         return []
     workspace = Workspace(str(folder))

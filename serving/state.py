@@ -33,7 +33,7 @@ class State:
         self.store = ImageStore(settings.store_url)
         self.store.ensure()
         runtime = None if settings.inference_runtime == "auto" else Runtime(settings.inference_runtime)
-        self.models = ModelHolder(self.sessions, self.store, settings.home / "models", model_path, runtime)
+        self.models = ModelHolder(self.sessions, self.store, settings.paths.models, model_path, runtime)
         self.batcher = Batcher(self.models, settings.serve_max_batch)
         self.request_log = RequestLog(self.sessions, self.store) if settings.request_log else None
         self.limits = Limits(settings.max_upload_bytes, settings.max_image_pixels)

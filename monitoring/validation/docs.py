@@ -34,7 +34,7 @@ DOCS_UNEXPECTED_ROWS = 50
 
 
 def write_data_docs(validation: BatchValidation, folder: Path) -> Path:
-    """Add this run to the Data Docs site in `folder` (the flow passes settings.reports_dir / "data_docs") and
+    """Add this run to the Data Docs site in `folder` (the flow passes settings.paths.data_docs) and
     return the site's index.html. Runs accumulate: the index lists every run written to the folder, newest
     first, each linking to GE's page for the run (every expectation, its observed values, failing examples).
 

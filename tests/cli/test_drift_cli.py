@@ -18,7 +18,6 @@ from cli.app import app
 from cli.common import require_free_port
 from db import repo
 from inkloop.wait import wait_until
-from monitoring import drift_workspace
 from tests.support.databases import session_on
 from tests.support.ports import free_port
 from tests.support.servers import inkloop_process
@@ -116,7 +115,7 @@ def test_drift_ui_serves_the_workspace_until_terminated(tmp_path: Path) -> None:
         process.terminate()
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
-    folder = drift_workspace.workspace_dir(home)
+    folder = home.resolve() / "evidently"
     assert out.splitlines()[:2] == [
         f"Evidently UI at http://127.0.0.1:{port}/projects/{project_id} (Ctrl-C stops it)",
         f"no drift reports yet in {folder}; `inkloop flow run drift` adds one",

@@ -101,14 +101,14 @@ def test_dark_traffic_drifts_against_the_first_days_and_a_rerun_keeps_one_report
     assert "Evidently's report" in html and "root_metric_" in html  # Evidently's report follows the summary
     index = (installation.home / "reports" / "drift" / "index.html").read_text()
     assert page.name in index and "drifted" in index
-    assert drift_workspace.snapshot_ids(installation.home) == [row.summary["snapshot_id"]]
+    assert drift_workspace.snapshot_ids(installation.home / "evidently") == [row.summary["snapshot_id"]]
 
     again = drift(DriftParams(end=END))
     assert isinstance(again, DriftFlowSummary)
     assert again.verdict == "drifted" and again.report == str(page)
     (same,) = installation.reports()
     assert same.id == row.id
-    assert len(drift_workspace.snapshot_ids(installation.home)) == 1
+    assert len(drift_workspace.snapshot_ids(installation.home / "evidently")) == 1
 
 
 def test_an_empty_installation_reports_not_enough_data(installation: Installation) -> None:
@@ -121,7 +121,7 @@ def test_an_empty_installation_reports_not_enough_data(installation: Installatio
     (row,) = installation.reports()
     assert row.verdict is DriftVerdict.not_enough_data and not row.drift_detected
     assert "not enough data" in Path(row.html_path or "").read_text()
-    assert drift_workspace.snapshot_ids(installation.home) == []  # nothing compared: no point in the history
+    assert drift_workspace.snapshot_ids(installation.home / "evidently") == []  # nothing compared: no history point
 
 
 def test_a_tiny_current_window_is_not_enough_data_not_an_alarm(
