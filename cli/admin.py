@@ -43,8 +43,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
 ) -> None:
     """Where things are, the schema revision, and how many requests, images, tasks, labels and models exist."""
+    from db.migrate import schema_revision
+    from db.ready import open_ready_engine
     from db.repo import status_counts
-    from db.session import open_ready_engine, schema_revision, session_factory, session_scope
+    from db.session import session_factory, session_scope
 
     settings = load_settings()
     engine = open_ready_engine(settings)

@@ -20,7 +20,8 @@ datasets_app = group("Dataset versions: frozen, leakage-free train/val/test sets
 
 @contextmanager
 def _database(write: bool = True) -> Iterator[tuple[Settings, Session]]:
-    from db.session import open_ready_engine, session_factory, session_scope
+    from db.ready import open_ready_engine
+    from db.session import session_factory, session_scope
 
     settings = load_settings()
     engine = open_ready_engine(settings)

@@ -59,7 +59,8 @@ def print_report(report: DemoReport, settings: Settings, echo: Callable[[str], o
     from cli.lineage import lineage_record, render_tree
     from cli.models import render_show, show_record
     from db import repo
-    from db.session import open_ready_engine, session_factory, session_scope
+    from db.ready import open_ready_engine
+    from db.session import session_factory, session_scope
 
     echo("")
     for name, wave in report.waves.items():

@@ -42,7 +42,8 @@ def reference(
 ) -> None:
     """Pin the reference window drift reports compare with (--from and --to), unpin it (--clear), or show it."""
     from db import repo
-    from db.session import open_ready_engine, session_factory, session_scope
+    from db.ready import open_ready_engine
+    from db.session import session_factory, session_scope
 
     if clear and (start or end):
         raise InkloopError("--clear takes no --from or --to")

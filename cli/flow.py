@@ -31,7 +31,7 @@ def flow_run(
 ) -> None:
     """Run one flow now and print what it did: on PREFECT_API_URL when set, else on the local Prefect server when
     it is up (`inkloop prefect up`), else on a temporary local API."""
-    from db.session import open_ready_engine
+    from db.ready import open_ready_engine
     from devtools.prefect_server import use_prefect
 
     settings = load_settings()
@@ -70,7 +70,7 @@ def flow_serve(
     every 15, the dataset at 01:00 UTC, retrain at 02:00 (it gates its candidate), drift at 06:00; INKLOOP_SCHEDULES
     changes them, --every too. This process runs the scheduled runs; the Prefect UI shows them. Without
     PREFECT_API_URL it starts the local Prefect server first (schedules need one)."""
-    from db.session import open_ready_engine
+    from db.ready import open_ready_engine
     from devtools import prefect_server
 
     settings = load_settings()

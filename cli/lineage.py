@@ -28,7 +28,8 @@ Node = tuple[str, list["Node"]]
 
 @contextmanager
 def _database() -> Iterator[Session]:
-    from db.session import open_ready_engine, session_factory, session_scope
+    from db.ready import open_ready_engine
+    from db.session import session_factory, session_scope
     from inkloop.settings import load_settings
 
     engine = open_ready_engine(load_settings())

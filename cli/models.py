@@ -37,7 +37,8 @@ _KEY = 10  # width of the field names in `models show`
 @contextmanager
 def _registry(*, write: bool = True) -> Iterator[tuple[Settings, Session]]:
     """Settings and a transaction on the ready database, committed when the block ends."""
-    from db.session import open_ready_engine, session_factory, session_scope
+    from db.ready import open_ready_engine
+    from db.session import session_factory, session_scope
 
     settings = load_settings()
     engine = open_ready_engine(settings)

@@ -23,7 +23,7 @@ def serve(
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """The HTTP API (/v1/predict, /v1/feedback, /healthz, /v1/model, /docs) and the web page at /."""
-    from db.session import open_ready_engine
+    from db.ready import open_ready_engine
 
     settings = load_settings()
     if model_path is not None and workers > 1:

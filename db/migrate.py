@@ -10,8 +10,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from db.session import open_engine
 from inkloop.errors import DatabaseError, SchemaNotReadyError, first_line
 from inkloop.settings import Settings
 
@@ -40,6 +41,14 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+def schema_revision(engine: Engine, settings: Settings) -> tuple[str | None, str]:
+    """(the revision stamped in the database or None, the head revision this code needs)."""
+    try:
+        return current_revision(engine), head_revision()
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot reach database {settings.masked_database_url()}: {first_line(exc)}") from None
+
+
 def has_any_table(engine: Engine) -> bool:
     return bool(inspect(engine).get_table_names())
 
@@ -65,8 +74,6 @@ class Migrated:
 def init_database(settings: Settings, *, wait_s: float = 0.0) -> Migrated:
     """Create (SQLite) or reach (waiting up to `wait_s` s) the database and migrate it to head. Refuses a
     database that has tables but no inkloop revision: inkloop did not create it."""
-    from db.session import open_engine, schema_revision
-
     engine = open_engine(settings, create=True, wait_s=wait_s)
     try:
         before, head = schema_revision(engine, settings)

@@ -1,7 +1,7 @@
 """Engines and sessions. SQLite gets the pragmas a multi-process service needs; PostgreSQL gets pre-ping.
 
-`open_ready_engine` is how the CLI, the flows and serving get their engine: one check that the database is
-reachable and at the schema this code needs, with one wording for each way it is not.
+The CLI, the flows and serving get their engine from db/ready.py (`open_ready_engine`), which checks the schema
+too; this module knows nothing of migrations.
 """
 
 from __future__ import annotations
@@ -109,35 +109,4 @@ def open_engine(settings: Settings, *, create: bool = False, wait_s: float = 0.0
         engine.dispose()
         detail = first_line(exc.last_error) if exc.last_error is not None else str(exc)
         raise DatabaseError(f"cannot reach database {settings.masked_database_url()}: {detail}") from None
-    return engine
-
-
-def schema_revision(engine: Engine, settings: Settings) -> tuple[str | None, str]:
-    """(the revision stamped in the database or None, the head revision this code needs)."""
-    from db.migrate import current_revision, head_revision
-
-    try:
-        return current_revision(engine), head_revision()
-    except OperationalError as exc:
-        raise DatabaseError(f"cannot reach database {settings.masked_database_url()}: {first_line(exc)}") from None
-
-
-def open_ready_engine(settings: Settings, *, wait_s: float = 0.0) -> Engine:
-    """An engine on a database at the schema this code needs, or SchemaNotReadyError saying to run init."""
-    engine = open_engine(settings, wait_s=wait_s)
-    try:
-        revision, head = schema_revision(engine, settings)
-    except BaseException:
-        engine.dispose()
-        raise
-    if revision != head:
-        engine.dispose()
-        if revision is None:
-            raise SchemaNotReadyError(
-                f"database {settings.masked_database_url()} has no inkloop schema; run `inkloop init`"
-            )
-        raise SchemaNotReadyError(
-            f"database {settings.masked_database_url()} is at schema {revision}, this inkloop needs {head}; "
-            "run `inkloop init` to migrate"
-        )
     return engine

@@ -35,7 +35,8 @@ import httpx
 from annotation.client import LabelStudioClient
 from db import repo
 from db.migrate import init_database
-from db.session import open_ready_engine, session_factory, session_scope
+from db.ready import open_ready_engine
+from db.session import session_factory, session_scope
 from devtools import labelstudio as label_studio_server
 from devtools.annotators import CrewPolicy, CrewResult, SimulatedAnnotator, work_queue
 from devtools.processes import Echo

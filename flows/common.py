@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.session import open_ready_engine, session_factory, session_scope
+from db.ready import open_ready_engine
+from db.session import session_factory, session_scope
 from inkloop.errors import TransientError
 from inkloop.settings import Settings, load_settings
 from inkloop.store import ImageStore

@@ -11,7 +11,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from db import repo
-from db.session import open_ready_engine, session_factory, session_scope
+from db.ready import open_ready_engine
+from db.session import session_factory, session_scope
 from inkloop.settings import Settings
 from inkloop.store import ImageStore
 from model.recognizer import Runtime

@@ -180,3 +180,69 @@ def test_benchmarks_import_nothing_from_tests() -> None:
         if name.split(".")[0] == "tests"
     ]
     assert found == []
+
+
+def project_imports(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Each project module -> the project modules it imports (`from a import b` counts as a.b when that is a
+    module, else as a)."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found = set()
+        for _, names in imports(path.read_text(encoding="utf-8"), name, path.name == "__init__.py"):
+            for imported in names:
+                target = imported if imported in modules else imported.rpartition(".")[0]
+                if target in modules and target != name:
+                    found.add(target)
+        graph[name] = found
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of `graph`: its strongly connected components of more than one module (Tarjan)."""
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        order[node] = low[node] = len(order)
+        stack.append(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in order:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], order[other])
+        if low[node] == order[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in order:
+            visit(node)
+    return found
+
+
+def test_no_two_modules_import_each_other() -> None:
+    """Within a layer too: a cycle (db.session and db.migrate once imported each other, lazily) means neither
+    module can be read, tested or moved without the other."""
+    graph = project_imports(dict(project_modules()))
+    assert graph["db.ready"] >= {"db.migrate", "db.session"}
+    assert cycles(graph) == []
+
+
+def test_a_cycle_is_found() -> None:
+    graph = {
+        "db.session": {"db.migrate"},
+        "db.migrate": {"db.schema"},
+        "db.schema": {"db.session"},
+        "x": {"db.session"},
+    }
+    assert cycles(graph) == [["db.migrate", "db.schema", "db.session"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
