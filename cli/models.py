@@ -15,7 +15,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from cli.common import group
-from db.models import DatasetVersion, ModelVersion
+from db.models import ModelVersion
 from inkloop.card import ModelCard
 from inkloop.domain import ModelStatus, PromotionKind
 from inkloop.errors import InkloopError
@@ -190,7 +190,7 @@ def show_record(session: Session, row: ModelVersion) -> dict[str, Any]:
         *(r.dataset_version_id for r in reports),
     }:
         if dataset_id is not None:
-            found = session.get(DatasetVersion, dataset_id)
+            found = repo.dataset_by_id(session=session, version_id=dataset_id)
             datasets[dataset_id] = found.version if found is not None else None
 
     def version_of(model_id: int | None) -> str | None:

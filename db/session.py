@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -86,6 +86,12 @@ def session_scope(factory: sessionmaker[Session], *, write: bool = True) -> Iter
         raise
     finally:
         session.close()
+
+
+def ping(engine: Engine) -> None:
+    """One round trip to the database (a health check); raises when it does not answer."""
+    with engine.connect() as connection:
+        connection.execute(text("select 1"))
 
 
 def open_engine(settings: Settings, *, create: bool = False, wait_s: float = 0.0) -> Engine:

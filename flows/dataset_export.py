@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db import repo
@@ -95,11 +94,7 @@ def export_version(
     members = repo.dataset_members(session=session, version_id=row.id, split=split)
     samples: list[SyntheticSample] = []
     if synthetic and split in (None, Split.train):
-        samples = list(
-            session.scalars(
-                select(SyntheticSample).where(SyntheticSample.dataset_version_id == row.id).order_by(SyntheticSample.id)
-            )
-        )
+        samples = repo.synthetic_samples(session=session, version_id=row.id)
     if not members and not samples:
         raise DatasetError(f"dataset version {version} has no {split.value if split else ''} pages to export".strip())
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ from prefect.artifacts import create_markdown_artifact
 from pydantic import ConfigDict, Field
 
 from db import repo
-from db.models import DatasetMember, DatasetVersion, ModelVersion
+from db.models import DatasetMember, ModelVersion
 from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
 from inkloop.domain import ModelStatus, PromotionKind, Split
 from inkloop.errors import InkloopError
@@ -202,7 +202,7 @@ def pick(params: GateParams) -> tuple[str, str, str | None, int | None] | str:
             candidate = found
         if candidate.id == champion.id:
             raise InkloopError(f"{candidate.version} is the champion already; gate a candidate")
-        dataset = session.get(DatasetVersion, candidate.dataset_version_id) if candidate.dataset_version_id else None
+        dataset = repo.dataset_by_id(session=session, version_id=candidate.dataset_version_id)
         return candidate.version, champion.version, dataset.version if dataset else None, candidate.dataset_version_id
 
 

@@ -41,11 +41,10 @@ import torch
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select
 
 from db import repo
 from db.locks import exclusive
-from db.models import SyntheticSample, TrainingRun
+from db.models import TrainingRun
 from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
 from flows.dataset_export import export_version
 from flows.gate import GateParams, gate
@@ -173,9 +172,7 @@ def _synthetic_pages(context: FlowContext, version: str, params: RetrainParams) 
     """The version's stitched and rendered pages: the synth flow's, or made now when it has not run for it."""
     with context.transaction(write=False) as session:
         row = repo.get_dataset(session=session, version=version)
-        made = session.scalar(
-            select(func.count()).select_from(SyntheticSample).where(SyntheticSample.dataset_version_id == row.id)
-        )
+        made = repo.count_synthetic_samples(session=session, version_id=row.id)
     if not made and (params.stitched or params.rendered):
         done = synthesize(context, SynthParams(version=version, stitched=params.stitched, rendered=params.rendered))
         get_run_logger().info("made %d stitched and %d rendered pages for %s", done.stitched, done.rendered, version)
@@ -232,7 +229,7 @@ def _claim(context: FlowContext, key: str, plan_: dict[str, Any], config: TrainC
         existing = repo.training_run_by_key(session=session, run_key=key)
         if existing is not None:
             if existing.status is RunStatus.failed:
-                existing.status, existing.error, existing.finished_at = RunStatus.running, None, None
+                repo.restart_training_run(session=session, run=existing)
                 shutil.rmtree(existing.run_dir or "", ignore_errors=True)  # start clean
             session.expunge(existing)
             return existing, False
@@ -246,9 +243,10 @@ def _claim(context: FlowContext, key: str, plan_: dict[str, Any], config: TrainC
             run_dir="",
             tracker=None,
         )
-        run.run_dir = str(paths.runs / (run.name or key[:12]))
-        run.tracker = str(paths.tensorboard / (run.name or key[:12]))
-        session.flush()
+        name = run.name or key[:12]
+        repo.place_training_run(
+            session=session, run=run, run_dir=str(paths.runs / name), tracker=str(paths.tensorboard / name)
+        )
         session.expunge(run)
         return run, True
 

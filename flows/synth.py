@@ -17,10 +17,9 @@ import numpy as np
 from PIL import Image, ImageOps
 from prefect import flow, task
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from db import repo
-from db.models import DatasetVersion, SyntheticSample
+from db.models import DatasetVersion
 from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
 from inkloop.domain import ImageSource, ImageStatus, Split
 from inkloop.errors import DatasetError
@@ -95,7 +94,7 @@ def _record(
     keys = [context.store.put(data) for data in encoded]
     with context.transaction() as session:
         for key, data, (image, text, generator, params, seed) in zip(keys, encoded, pages, strict=True):
-            if session.scalar(select(SyntheticSample.id).where(SyntheticSample.image_sha256 == key)) is not None:
+            if repo.synthetic_sample_exists(session=session, image_sha256=key):
                 summary.already_there += 1
                 continue
             repo.upsert_image(
@@ -108,16 +107,15 @@ def _record(
                 height=image.height,
             )
             repo.set_image_validation(session=session, sha256=key, status=ImageStatus.valid)
-            session.add(
-                SyntheticSample(
-                    image_sha256=key,
-                    text=text,
-                    generator=generator,
-                    params=params,
-                    seed=seed,
-                    batch=batch,
-                    dataset_version_id=version.id,
-                )
+            repo.add_synthetic_sample(
+                session=session,
+                image_sha256=key,
+                text=text,
+                generator=generator,
+                params=params,
+                seed=seed,
+                batch=batch,
+                dataset_version_id=version.id,
             )
             if generator == "stitch":
                 summary.stitched += 1

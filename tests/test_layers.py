@@ -246,3 +246,50 @@ def test_a_cycle_is_found() -> None:
     }
     assert cycles(graph) == [["db.migrate", "db.schema", "db.session"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+# What a module outside db/ may take from SQLAlchemy: types to annotate with, and errors to tell apart.
+SQLALCHEMY_OUTSIDE_DB = {"sqlalchemy.Engine", "sqlalchemy.orm.Session", "sqlalchemy.orm.sessionmaker"}
+QUERY_METHODS = {"execute", "scalar", "scalars", "query"}
+
+
+def sql_outside_db(module: str, source: str) -> list[str]:
+    """Queries written outside db/: SQLAlchemy's statement builders imported, or a session or connection asked to
+    run one (`.execute`, `.scalar`, `.scalars`, `.query`)."""
+    found = []
+    for line, names in imports(source, module, False):
+        for name in names:
+            if name.startswith("sqlalchemy") and not (
+                name in SQLALCHEMY_OUTSIDE_DB or name.startswith(("sqlalchemy.exc.", "sqlalchemy.engine.make_url"))
+            ):
+                found.append(f"{module}:{line} imports {name}")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in QUERY_METHODS:
+            found.append(f"{module}:{node.lineno} calls .{node.func.attr}()")
+    return found
+
+
+def test_sql_lives_in_db() -> None:
+    found = [
+        problem
+        for name, path in project_modules()
+        if layer(name) != "db"
+        for problem in sql_outside_db(name, path.read_text(encoding="utf-8"))
+    ]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from sqlalchemy import select",
+        "from sqlalchemy import func, text",
+        "def f(session):\n    return session.scalar(q)",
+        "def f(engine):\n    with engine.connect() as c:\n        c.execute(q)",
+    ],
+)
+def test_sql_outside_db_is_found(source: str) -> None:
+    assert sql_outside_db("flows.gate", source) != []
+    assert (
+        sql_outside_db("flows.gate", "from sqlalchemy.orm import Session\nfrom sqlalchemy.exc import DBAPIError") == []
+    )

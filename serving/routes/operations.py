@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from db.session import ping
 from serving.schemas import HEALTH_RESPONSES
 from serving.state import AppState
 
@@ -23,8 +23,7 @@ async def healthz(state: AppState) -> JSONResponse:
 
     def database_ok() -> str:
         try:
-            with state.engine.connect() as connection:
-                connection.execute(text("select 1"))
+            ping(state.engine)
             return "ok"
         except Exception as exc:
             return f"unreachable ({type(exc).__name__})"
