@@ -1,5 +1,7 @@
-"""The gates a candidate model passes before it serves: what each one measures, typed, and the statistics behind
-them. flows/gate.py gathers the pages and runs them; model/gate_html.py renders the report a person reads.
+"""The gates a candidate model passes before it serves: what each one measures, typed, the statistics behind them,
+and every verdict. flows/gate.py gathers the inputs (pages read by both models, the memorization run, timings) and
+records what this module decides; model/registry.py acts on it; model/gate_html.py renders the report a person
+reads.
 
 1. **Memorization** - the candidate's network and training code (its own config, learning rate included), from
    the parent's weights, overfit one batch of the new data below a loss bound, and to at most half the loss it
@@ -10,7 +12,8 @@ them. flows/gate.py gathers the pages and runs them; model/gate_html.py renders 
    frozen held-out synthetic set), the 95% interval of the CER difference (candidate - champion) from a paired
    bootstrap over pages. A decisive slice (enough pages) fails when its upper bound is above the margin; a
    configured slice with no pages fails; the test split's CER must improve.
-4. **Calibration** - the candidate's confidence ECE on the test pages stays under a bound (routing relies on it).
+4. **Calibration** - the candidate's confidence ECE on the test pages (with the held-out pages when the test
+   pages are too few) stays under a bound (routing relies on it).
 5. **Speed** - the candidate reads the test pages at most `speed_tolerance` slower than the champion, measured
    side by side, interleaved, in one process.
 
@@ -21,14 +24,20 @@ characters read wrong, and the bootstrap resamples pages (edits and lengths toge
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from inkloop.errors import InkloopError
 from inkloop.text import corpus_cer, edit_distance
+from model.confidence import expected_calibration_error
+
+if TYPE_CHECKING:
+    from model.memorize import Memorized
 
 # Slices every gate run must find pages for (a configured slice with no pages fails the gate).
 DEFAULT_REQUIRED = ("test/all", "golden/all", "heldout/all")
@@ -118,6 +127,45 @@ class GateResult(BaseModel):
 
     def check(self, name: str) -> Check:
         return next(c for c in self.checks if c.name == name)
+
+    @classmethod
+    def stored(cls, checks: dict[str, Any], report_id: int) -> GateResult:
+        """A gate report's stored result (`gate_reports.checks`), or an error naming the report that does not
+        parse."""
+        try:
+            return cls.model_validate(checks)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "checks"
+            message = f"gate report {report_id} does not hold a gate result: {where}: {problem['msg']}"
+            raise InkloopError(message) from None
+
+
+def gate_result(
+    *,
+    candidate: str,
+    champion: str,
+    dataset_version: str | None,
+    checks: list[Check],
+    slices: list[SliceResult],
+    worse: list[WorsePage],
+    config: GateConfig,
+    created_at: str,
+    seconds: dict[str, float],
+) -> GateResult:
+    """The verdict: a candidate passes only when every gate passed, and a run with no gates passes nothing."""
+    return GateResult(
+        candidate=candidate,
+        champion=champion,
+        dataset_version=dataset_version,
+        passed=bool(checks) and all(c.passed for c in checks),
+        checks=checks,
+        slices=slices,
+        worse=worse,
+        config=config,
+        created_at=created_at,
+        seconds=seconds,
+    )
 
 
 # --- the statistics ---------------------------------------------------------------------------------------------
@@ -385,3 +433,63 @@ def parity_check(
             ],
         }
     return Check(name="export_parity", passed=passed, summary="; ".join(parts), details=details)
+
+
+def memorization_check(memorized: Memorized | None, config: GateConfig) -> Check:
+    """Pass when the loss on the batch of new lines ended below `memorization_loss` and at most half of where it
+    started (model/memorize.py runs it); None (no new lines to train on) fails."""
+    if memorized is None:
+        return Check(name="memorization", passed=False, summary="no new training lines to memorize")
+    passed = memorized.end_loss <= config.memorization_loss and memorized.end_loss <= 0.5 * memorized.start_loss
+    return Check(
+        name="memorization",
+        passed=passed,
+        summary=(
+            f"{memorized.lines} new lines, {memorized.steps} steps from the parent's weights: loss "
+            f"{memorized.start_loss:.4f} -> {memorized.end_loss:.4f} "
+            f"(must end <= {config.memorization_loss} and at most half its start)"
+        ),
+        details={
+            "losses": memorized.losses,
+            "start": memorized.start_loss,
+            "end": memorized.end_loss,
+            "lines": memorized.lines,
+            "seconds": memorized.seconds,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class ScoredPage:
+    """One frozen page as the candidate read it: its set ("test", "golden", "heldout"), the confidence it gave and
+    the CER it made."""
+
+    set: str
+    confidence: float
+    cer: float
+
+
+def calibration_check(pages: Sequence[ScoredPage], config: GateConfig) -> Check:
+    """Pass when the candidate's confidence ECE stays under `ece_max`: on the test pages, joined by the held-out
+    pages when there are fewer test pages than a decisive slice needs; no pages at all fails."""
+    scored = [p for p in pages if p.set == "test"]
+    basis = "test pages"
+    if len(scored) < config.min_slice_pages:
+        scored += [p for p in pages if p.set == "heldout"]
+        basis = "test and held-out pages (too few test pages alone)"
+    if not scored:
+        return Check(name="calibration", passed=False, summary="no pages to measure calibration on")
+    confidence = np.array([p.confidence for p in scored])
+    errors = np.array([p.cer for p in scored])
+    ece = expected_calibration_error(confidence, errors)
+    return Check(
+        name="calibration",
+        passed=ece <= config.ece_max,
+        summary=f"confidence ECE {ece:.4f} on {len(scored)} {basis} (bound {config.ece_max})",
+        details={
+            "ece": ece,
+            "pages": len(scored),
+            "mean_confidence": float(confidence.mean()),
+            "mean_accuracy": float(1 - np.minimum(errors, 1).mean()),
+        },
+    )

@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from model.gates import (
+    Check,
     GateConfig,
     PageRead,
+    ScoredPage,
+    calibration_check,
+    gate_result,
+    memorization_check,
     paired_bootstrap,
     parity_check,
     regression_check,
@@ -15,6 +20,7 @@ from model.gates import (
     speed_check,
     worse_pages,
 )
+from model.memorize import Memorized
 
 
 def test_identical_models_give_an_interval_that_contains_zero() -> None:
@@ -174,3 +180,46 @@ def test_export_parity_reports_int8_by_its_accuracy_without_failing_on_it() -> N
     assert not parity_check(keys, {"onnx-int8": int8, "onnx": shifted}, eager, config, "test", truths=truth).passed
     with pytest.raises(ValueError, match="give truths"):
         parity_check(keys, {"onnx-int8": int8}, eager, config, "test")
+
+
+def _memorized(start: float, end: float) -> Memorized:
+    return Memorized(start_loss=start, end_loss=end, losses=[start, end], lines=4, steps=40, seconds=1.0)
+
+
+def test_memorization_passes_below_the_bound_and_half_its_start_and_fails_without_lines() -> None:
+    config = GateConfig(memorization_loss=0.1)
+    assert memorization_check(_memorized(0.6, 0.05), config).passed
+    assert not memorization_check(_memorized(0.6, 0.2), config).passed  # above the bound
+    assert not memorization_check(_memorized(0.08, 0.05), config).passed  # below it, but not half its start
+    missing = memorization_check(None, config)
+    assert not missing.passed and missing.summary == "no new training lines to memorize"
+
+
+def test_calibration_uses_the_test_pages_and_the_held_out_ones_only_when_they_are_too_few() -> None:
+    config = GateConfig(min_slice_pages=3, ece_max=0.05)
+    honest = [ScoredPage("test", 0.9, 0.1)] * 3 + [ScoredPage("heldout", 0.2, 0.0)] * 5
+    check = calibration_check(honest, config)
+    assert check.passed and check.details["pages"] == 3 and "on 3 test pages" in check.summary
+    few = calibration_check([ScoredPage("test", 0.9, 0.1), ScoredPage("heldout", 0.99, 0.5)], config)
+    assert few.details["pages"] == 2 and "too few test pages" in few.summary and not few.passed
+    none = calibration_check([ScoredPage("golden", 0.9, 0.1)], config)
+    assert not none.passed and none.summary == "no pages to measure calibration on"
+
+
+def test_a_candidate_passes_only_when_every_gate_ran_and_passed() -> None:
+    def result(*passed: bool) -> bool:
+        checks = [Check(name=f"g{i}", passed=p, summary="") for i, p in enumerate(passed)]
+        made = gate_result(
+            candidate="m-0002",
+            champion="m-0001",
+            dataset_version=None,
+            checks=checks,
+            slices=[],
+            worse=[],
+            config=GateConfig(),
+            created_at="2026-12-07T00:00:00+00:00",
+            seconds={},
+        )
+        return made.passed
+
+    assert result(True, True) and not result(True, False) and not result()
