@@ -3,7 +3,6 @@ came from, what its gate said, and who promoted it and why."""
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,20 +16,21 @@ from sqlalchemy.orm import Session
 from cli.common import group
 from db.models import ModelVersion
 from inkloop.card import ModelCard
-from inkloop.domain import ModelStatus, PromotionKind
+from inkloop.domain import ModelStatus
 from inkloop.errors import InkloopError
 from inkloop.settings import Settings, load_settings
 from inkloop.store import ImageStore
 
 if TYPE_CHECKING:
     from db.models import GateReport, Promotion, TrainingRun
-    from model.gates import GateResult
+    from model.registry import ChampionChange
 
 VersionOf = Callable[[int | None], str | None]
 
 models_app = group("The model registry: register, list, show, promote, roll back.")
 
 NO_VERDICT = "—"
+NEEDS_REASON = '--force needs a reason on record: add --reason "why it should serve despite its gate"'
 _KEY = 10  # width of the field names in `models show`
 
 
@@ -49,12 +49,18 @@ def _registry(*, write: bool = True) -> Iterator[tuple[Settings, Session]]:
         engine.dispose()
 
 
-def _actor() -> str:
-    """Who runs this command, for the promotions record."""
+def _promoted(session: Session, version: str, *, force: bool, reason: str | None) -> ChampionChange:
+    """model/registry.py's promotion, its refusals worded with this command's options."""
+    from model import registry
+
     try:
-        return getpass.getuser() or "unknown"
-    except (KeyError, OSError):  # no LOGNAME/USER and no passwd entry for the uid (a bare container)
-        return "unknown"
+        return registry.promote(session=session, version=version, actor=registry.who(), reason=reason, force=force)
+    except registry.PromotionRefused as refused:
+        if force:  # the reason is missing
+            raise InkloopError(NEEDS_REASON) from None
+        raise InkloopError(
+            f'{refused}; to promote it anyway add --force --reason "why it should serve regardless"'
+        ) from None
 
 
 def _card(row: ModelVersion) -> ModelCard | None:
@@ -81,37 +87,6 @@ def _gate_verdict(report: GateReport | None) -> str:
     return "passed" if report.passed else "rejected"
 
 
-def _promote(
-    session: Session, row: ModelVersion, *, force: bool, reason: str | None, kind: PromotionKind | None = None
-) -> tuple[ModelVersion, ModelVersion | None]:
-    """Make `row` the champion, recording who and why; (the champion now, the one it replaced)."""
-    from db import repo
-
-    reports = repo.gate_reports(session=session, model_id=row.id) if row.status is ModelStatus.rejected else []
-    if row.status is ModelStatus.rejected and not force:
-        failed = "; ".join(_failures(reports[0])) if reports else ""
-        because = f" ({failed})" if failed else ""
-        raise InkloopError(
-            f"model version {row.version!r} was rejected by its gate{because}; to promote it anyway add "
-            f'--force --reason "why it should serve regardless"'
-        )
-    previous = repo.get_champion(session=session)
-    promoted = repo.promote_model(
-        session=session,
-        version=row.version,
-        allow_rejected=force,
-        actor=_actor(),
-        reason=reason,
-        gate_report_id=reports[0].id if reports else None,  # the verdict a forced promotion overrode
-        kind=kind,
-    )
-    return promoted, previous
-
-
-def _failures(report: GateReport) -> list[str]:
-    return _gate_result(report.checks, report.id).failures()
-
-
 @models_app.command("register")
 def models_register(
     artifact: Annotated[Path, typer.Argument(help="A model.pt written by `inkloop train`.")],
@@ -119,12 +94,14 @@ def models_register(
     promote: Annotated[bool, typer.Option("--promote", help="Make it the champion right away.")] = False,
 ) -> None:
     """Copy an artifact into the store and record it as a candidate (or the champion, with --promote)."""
-    from model.registry import register
+    from model import registry
 
     with _registry() as (settings, session):
-        row, new = register(session=session, store=ImageStore(settings.store_url), path=artifact, version=version)
+        row, new = registry.register(
+            session=session, store=ImageStore(settings.store_url), path=artifact, version=version
+        )
         if promote:
-            row, _ = _promote(session, row, force=False, reason="registered with --promote")
+            row = _promoted(session, row.version, force=False, reason="registered with --promote").champion
         line = _model_line(row)
     typer.echo(("registered " if new else "already registered ") + line)
 
@@ -152,20 +129,6 @@ def models_list() -> None:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value is not None else None
-
-
-def _gate_result(checks: dict[str, Any], report_id: int) -> GateResult:
-    """A gate report's stored GateResult (model/gates.py), or an error naming the report that does not parse."""
-    from pydantic import ValidationError
-
-    from model.gates import GateResult
-
-    try:
-        return GateResult.model_validate(checks)
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "checks"
-        raise InkloopError(f"gate report {report_id} does not hold a gate result: {where}: {problem['msg']}") from None
 
 
 def show_record(session: Session, row: ModelVersion) -> dict[str, Any]:
@@ -312,7 +275,9 @@ def _gate_lines(record: dict[str, Any]) -> list[str]:
         hint = " (gate it: inkloop flow run gate)" if record["status"] == ModelStatus.candidate else ""
         return [_field("gate", f"no gate report{hint}")]
     newest = reports[0]
-    result = _gate_result(newest["checks"], newest["id"])
+    from model.gates import GateResult
+
+    result = GateResult.stored(newest["checks"], newest["id"])
     against = f" against {newest['champion'] or result.champion}"
     on = f" on {newest['dataset_version']}" if newest["dataset_version"] else ""
     older = f"; {len(reports) - 1} earlier report{'s' * (len(reports) > 2)} in --json" if len(reports) > 1 else ""
@@ -400,33 +365,27 @@ def models_promote(
 ) -> None:
     """Make VERSION the champion; running servers switch to it within INKLOOP_MODEL_REFRESH_SECONDS. Who promoted
     it (the OS user) and why are recorded (`inkloop models show VERSION` lists them)."""
-    from db import repo
-
     if force and not (reason and reason.strip()):
-        raise InkloopError('--force needs a reason on record: add --reason "why it should serve despite its gate"')
+        raise InkloopError(NEEDS_REASON)  # before opening the database: the command line alone is wrong
     with _registry() as (_, session):
-        row = repo.get_model(session=session, version=version)
-        if row.status is ModelStatus.champion:
-            typer.echo(f"{row.version} is already the champion")
-            return
-        forced = row.status is ModelStatus.rejected
-        row, previous = _promote(session, row, force=force, reason=reason)
-        was = previous.version if previous else "the shipped model"
-    typer.echo(f"champion: {row.version} (was {was})" + (f" (forced over a failed gate: {reason})" if forced else ""))
+        change = _promoted(session, version, force=force, reason=reason)
+    if not change.changed:
+        typer.echo(f"{change.champion.version} is already the champion")
+        return
+    was = change.previous.version if change.previous else "the shipped model"
+    forced = f" (forced over a failed gate: {reason})" if change.forced else ""
+    typer.echo(f"champion: {change.champion.version} (was {was}){forced}")
 
 
 @models_app.command("rollback")
 def models_rollback() -> None:
     """Make the most recently retired champion the champion again."""
-    from db import repo
+    from model import registry
 
     with _registry() as (_, session):
-        previous = repo.previous_champion(session=session)
-        if previous is None:
-            raise InkloopError("no earlier champion to roll back to")
-        _, current = _promote(session, previous, force=False, reason="rollback", kind=PromotionKind.rollback)
-        was = current.version if current else "none"
-    typer.echo(f"champion: {previous.version} (rolled back from {was})")
+        change = registry.rollback(session=session, actor=registry.who())
+        was = change.previous.version if change.previous else "none"
+    typer.echo(f"champion: {change.champion.version} (rolled back from {was})")
 
 
 def register(app: typer.Typer) -> None:

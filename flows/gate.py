@@ -13,12 +13,12 @@ the champion first (it is what serving answers with). The frozen sets both model
 
 Re-running the gate on the same candidate measures again and writes a new report; a promoted candidate stays
 promoted. Nothing is changed before every gate has run, and the verdict, the report row and the status change are
-one transaction.
+one transaction. The verdicts are model/gates.py's, the status changes model/registry.py's: this flow gathers the
+inputs and records what they decide.
 """
 
 from __future__ import annotations
 
-import getpass
 import io
 import os
 import tempfile
@@ -36,12 +36,11 @@ from pydantic import ConfigDict, Field
 from db import repo
 from db.models import DatasetMember, ModelVersion
 from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
-from inkloop.domain import ModelStatus, PromotionKind, Split
+from inkloop.domain import Split
 from inkloop.errors import InkloopError
 from inkloop.files import write_bytes_atomic
 from inkloop.labels import read_records
 from inkloop.text import cer
-from model.confidence import expected_calibration_error
 from model.data import LineItem, Page, load_lines
 from model.export import Runtime, has_int8
 from model.gate_html import render
@@ -50,7 +49,11 @@ from model.gates import (
     GateConfig,
     GateResult,
     PageRead,
+    ScoredPage,
+    calibration_check,
+    gate_result,
     interleaved_seconds,
+    memorization_check,
     parity_check,
     regression_check,
     slice_results,
@@ -60,7 +63,7 @@ from model.gates import (
 from model.golden import GOLDEN_DIR
 from model.memorize import eager_recognizer, line_losses, memorize
 from model.recognizer import SHIPPED_MODEL, Prediction, Recognizer
-from model.registry import ensure_champion, materialize
+from model.registry import ensure_champion, materialize, record_gate, who
 from synth.fonts import FontSet
 from synth.generate import SynthOptions, generate
 
@@ -188,9 +191,25 @@ def _new_lines(
         return load_lines(pages, height, width, workers=1) if pages else []
 
 
+@dataclass(frozen=True)
+class GatePick:
+    """What one gate run compares: the candidate, the champion, and the dataset version the candidate trained on
+    (its test split is one of the frozen sets)."""
+
+    candidate: str
+    champion: str
+    dataset: str | None
+    dataset_id: int | None
+
+
+@dataclass(frozen=True)
+class NothingToGate:
+    reason: str
+
+
 @task(name="gate-pick", **IO_TASK)
-def pick(params: GateParams) -> tuple[str, str, str | None, int | None] | str:
-    """(candidate, champion, dataset version, its id), or why there is nothing to gate."""
+def pick(params: GateParams) -> GatePick | NothingToGate:
+    """The candidate (the one named, else the newest) and the champion, or why there is nothing to gate."""
     with flow_context() as context, context.transaction() as session:
         champion = ensure_champion(session=session, store=context.store, shipped=SHIPPED_MODEL)
         if params.model is not None:
@@ -198,12 +217,17 @@ def pick(params: GateParams) -> tuple[str, str, str | None, int | None] | str:
         else:
             found = repo.newest_candidate(session=session)
             if found is None:
-                return "no candidate to gate: run inkloop flow run retrain"
+                return NothingToGate("no candidate to gate: run inkloop flow run retrain")
             candidate = found
         if candidate.id == champion.id:
             raise InkloopError(f"{candidate.version} is the champion already; gate a candidate")
         dataset = repo.dataset_by_id(session=session, version_id=candidate.dataset_version_id)
-        return candidate.version, champion.version, dataset.version if dataset else None, candidate.dataset_version_id
+        return GatePick(
+            candidate=candidate.version,
+            champion=champion.version,
+            dataset=dataset.version if dataset else None,
+            dataset_id=candidate.dataset_version_id,
+        )
 
 
 def _artifact(context: FlowContext, version: str) -> tuple[ModelVersion, Path]:
@@ -212,28 +236,20 @@ def _artifact(context: FlowContext, version: str) -> tuple[ModelVersion, Path]:
     return row, materialize(context.store, row.artifact_key, context.settings.paths.models)
 
 
-def run_gates(
-    context: FlowContext,
-    params: GateParams,
-    candidate_v: str,
-    champion_v: str,
-    dataset_id: int | None,
-    dataset_v: str | None,
-) -> tuple[GateResult, dict[str, bytes]]:
+def run_gates(context: FlowContext, params: GateParams, picked: GatePick) -> tuple[GateResult, dict[str, bytes]]:
     """Every gate, measured; nothing written."""
     log = get_run_logger()
     config = GateConfig.model_validate(params.model_dump(include=set(GateConfig.model_fields)))
     seconds: dict[str, float] = {}
-    candidate_row, candidate_path = _artifact(context, candidate_v)
-    champion_row, champion_path = _artifact(context, champion_v)
+    _, candidate_path = _artifact(context, picked.candidate)
+    champion_row, champion_path = _artifact(context, picked.champion)
     checks: list[Check] = []
 
     started = time.perf_counter()
     spec = Recognizer.load(candidate_path).card.input
-    lines = _new_lines(context, dataset_id, champion_row, 16, spec.line_height, spec.max_line_width)
-    if not lines:
-        checks.append(Check(name="memorization", passed=False, summary="no new training lines to memorize"))
-    else:
+    lines = _new_lines(context, picked.dataset_id, champion_row, 16, spec.line_height, spec.max_line_width)
+    memorized = None
+    if lines:
         worst = np.argsort(line_losses(champion_path, lines))[::-1][: config.memorization_lines]
         batch = [lines[i] for i in sorted(worst.tolist())]
         memorized = memorize(
@@ -243,30 +259,12 @@ def run_gates(
             steps=config.memorization_steps,
             seed=config.seed,
         )
-        passed = memorized.end_loss <= config.memorization_loss and memorized.end_loss <= 0.5 * memorized.start_loss
-        checks.append(
-            Check(
-                name="memorization",
-                passed=passed,
-                summary=(
-                    f"{memorized.lines} new lines, {memorized.steps} steps from the parent's weights: loss "
-                    f"{memorized.start_loss:.4f} -> {memorized.end_loss:.4f} "
-                    f"(must end <= {config.memorization_loss} and at most half its start)"
-                ),
-                details={
-                    "losses": memorized.losses,
-                    "start": memorized.start_loss,
-                    "end": memorized.end_loss,
-                    "lines": memorized.lines,
-                    "seconds": memorized.seconds,
-                },
-            )
-        )
+    checks.append(memorization_check(memorized, config))
     seconds["memorization"] = round(time.perf_counter() - started, 2)
     log.info("memorization: %s", checks[-1].summary)
 
     started = time.perf_counter()
-    pages = test_pages(context, dataset_id)
+    pages = test_pages(context, picked.dataset_id)
     pages += _folder_pages(GOLDEN_DIR, "golden")
     if config.heldout_pages:
         pages += _folder_pages(heldout_folder(context.settings.paths.gate_sets, config.heldout_pages), "heldout")
@@ -308,30 +306,10 @@ def run_gates(
     seconds["export_parity"] = round(time.perf_counter() - started, 2)
 
     started = time.perf_counter()
-    scored = [(b, p) for p, b in zip(pages, candidate_reads, strict=True) if p.set == "test"]
-    basis = "test pages"
-    if len(scored) < config.min_slice_pages:
-        scored += [(b, p) for p, b in zip(pages, candidate_reads, strict=True) if p.set == "heldout"]
-        basis = "test and held-out pages (too few test pages alone)"
-    if scored:
-        confidence = np.array([b.confidence for b, _ in scored])
-        errors = np.array([cer(b.text, p.truth) for b, p in scored])
-        ece = expected_calibration_error(confidence, errors)
-        checks.append(
-            Check(
-                name="calibration",
-                passed=ece <= config.ece_max,
-                summary=f"confidence ECE {ece:.4f} on {len(scored)} {basis} (bound {config.ece_max})",
-                details={
-                    "ece": ece,
-                    "pages": len(scored),
-                    "mean_confidence": float(confidence.mean()),
-                    "mean_accuracy": float(1 - np.minimum(errors, 1).mean()),
-                },
-            )
-        )
-    else:
-        checks.append(Check(name="calibration", passed=False, summary="no pages to measure calibration on"))
+    scored = [
+        ScoredPage(p.set, b.confidence, cer(b.text, p.truth)) for p, b in zip(pages, candidate_reads, strict=True)
+    ]
+    checks.append(calibration_check(scored, config))
     seconds["calibration"] = round(time.perf_counter() - started, 2)
 
     started = time.perf_counter()
@@ -349,11 +327,10 @@ def run_gates(
 
     images = {f"{p.set}/{p.key}": _png(p.image) for p in pages}
     worse = worse_pages(reads, config.worse_pages)
-    result = GateResult(
-        candidate=candidate_v,
-        champion=champion_v,
-        dataset_version=dataset_v,
-        passed=all(c.passed for c in checks),
+    result = gate_result(
+        candidate=picked.candidate,
+        champion=picked.champion,
+        dataset_version=picked.dataset,
         checks=checks,
         slices=slices,
         worse=worse,
@@ -379,46 +356,29 @@ def gate(params: GateParams | None = None) -> GateSummary:
     params = params or GateParams()
     started = time.perf_counter()
     picked = pick(params)
-    if isinstance(picked, str):
-        return finish(GateSummary(nothing_to_gate=picked), started=started, name="gate", title="Gate")
-    candidate_v, champion_v, dataset_v, dataset_id = picked
+    if isinstance(picked, NothingToGate):
+        return finish(GateSummary(nothing_to_gate=picked.reason), started=started, name="gate", title="Gate")
     with flow_context() as context:
-        result, images = run_gates(context, params, candidate_v, champion_v, dataset_id, dataset_v)
+        result, images = run_gates(context, params, picked)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        path = context.settings.paths.gate_reports / f"{candidate_v}-{stamp}.html"
+        path = context.settings.paths.gate_reports / f"{picked.candidate}-{stamp}.html"
         write_bytes_atomic(path, render(result, images).encode())
-        promoted = False
         with context.transaction() as session:
-            candidate = repo.get_model(session=session, version=candidate_v)
-            champion = repo.get_model(session=session, version=champion_v)
-            report = repo.add_gate_report(
+            recorded = record_gate(
                 session=session,
-                candidate_id=candidate.id,
-                champion_id=champion.id,
-                dataset_version_id=dataset_id,
-                passed=result.passed,
-                checks=result.model_dump(mode="json"),
+                result=result,
+                dataset_version_id=picked.dataset_id,
                 report_path=str(path),
+                promote=params.promote,
+                actor=f"gate ({who()})",
             )
-            if result.passed and params.promote and candidate.status is ModelStatus.candidate:
-                repo.promote_model(
-                    session=session,
-                    version=candidate_v,
-                    actor=f"gate ({getpass.getuser()})",
-                    reason=f"passed every gate against {champion_v}",
-                    gate_report_id=report.id,
-                    kind=PromotionKind.gate,
-                )
-                promoted = True
-            elif not result.passed:
-                repo.reject_model(session=session, version=candidate_v)
     create_markdown_artifact(key="gate-report", markdown=_markdown(result, path), description="the gate's verdict")
     summary = GateSummary(
-        candidate=candidate_v,
-        champion=champion_v,
-        dataset=dataset_v,
+        candidate=picked.candidate,
+        champion=picked.champion,
+        dataset=picked.dataset,
         passed=result.passed,
-        promoted=promoted,
+        promoted=recorded.promoted,
         failures=result.failures(),
         report=str(path),
     )

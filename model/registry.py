@@ -2,12 +2,19 @@
 (`model_versions`, at most one champion). Serving loads the champion from here; with none registered it serves
 the shipped model.
 
+Every change of status goes through this module, under one rule: a candidate becomes the champion when its gate
+passed (`record_gate`) or when a person promotes it (`promote`); a model its gate rejected serves only when a
+person forces it, with a reason on record; `rollback` brings back the champion before. The gate flow and the CLI
+(`inkloop models promote|rollback`) both call these functions.
+
 An artifact's model card is read straight from the TorchScript zip, so registering a model needs no torch, and
 importing this module imports none (serving's model watcher and the CLI's `models` commands stay light)."""
 
 from __future__ import annotations
 
+import getpass
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -15,15 +22,26 @@ from sqlalchemy.orm import Session
 from db import repo
 from db.models import ModelVersion
 from inkloop.card import CardError, ModelCard
+from inkloop.domain import ModelStatus, PromotionKind
 from inkloop.errors import InkloopError, NotFoundError
 from inkloop.files import write_bytes_atomic
 from inkloop.store import ImageStore, validate_key
+from model.gates import GateResult
 
 CARD_MEMBER = "extra/card.json"
 
 
 class RegistryError(InkloopError):
     """A file that is not a model artifact, or a registry that cannot serve what it lists."""
+
+
+class PromotionRefused(RegistryError):
+    """A promotion the rule does not allow: a model its gate rejected, without force; force without a reason."""
+
+    def __init__(self, message: str, *, version: str, failures: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.version = version
+        self.failures = failures or []
 
 
 def read_card(path: Path) -> ModelCard:
@@ -105,3 +123,118 @@ def ensure_champion(*, session: Session, store: ImageStore, shipped: Path) -> Mo
     return repo.promote_model(
         session=session, version=row.version, actor="inkloop", reason="first retrain: the shipped model is the champion"
     )
+
+
+def who() -> str:
+    """The OS user running this process, for the promotions record ("unknown" in a bare container)."""
+    try:
+        return getpass.getuser() or "unknown"
+    except (KeyError, OSError):  # no LOGNAME/USER and no passwd entry for the uid
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class ChampionChange:
+    """What a promotion did: the champion now, the one it replaced (None: the shipped model was serving), and
+    whether anything changed (promoting the champion changes nothing)."""
+
+    champion: ModelVersion
+    previous: ModelVersion | None
+    changed: bool
+    forced: bool = False
+
+
+def promote(
+    *,
+    session: Session,
+    version: str,
+    actor: str,
+    reason: str | None = None,
+    force: bool = False,
+    kind: PromotionKind | None = None,
+) -> ChampionChange:
+    """Make `version` the champion, recording who and why; running servers switch to it on their next refresh.
+    A model its gate rejected is promoted only with `force` and a `reason` (recorded with the gate report it
+    overrode); a retired model coming back is a rollback."""
+    row = repo.get_model(session=session, version=version)
+    if row.status is ModelStatus.champion:
+        return ChampionChange(champion=row, previous=None, changed=False)
+    if force and not (reason and reason.strip()):
+        raise PromotionRefused("a forced promotion needs a reason on record", version=version)
+    rejected = row.status is ModelStatus.rejected
+    reports = repo.gate_reports(session=session, model_id=row.id) if rejected else []
+    if rejected and not force:
+        failures = GateResult.stored(reports[0].checks, reports[0].id).failures() if reports else []
+        because = f" ({'; '.join(failures)})" if failures else ""
+        raise PromotionRefused(
+            f"model version {version!r} was rejected by its gate{because}", version=version, failures=failures
+        )
+    previous = repo.get_champion(session=session)
+    champion = repo.promote_model(
+        session=session,
+        version=version,
+        allow_rejected=force,
+        actor=actor,
+        reason=reason,
+        gate_report_id=reports[0].id if reports else None,  # the verdict a forced promotion overrode
+        kind=kind,
+    )
+    return ChampionChange(champion=champion, previous=previous, changed=True, forced=rejected)
+
+
+def rollback(*, session: Session, actor: str) -> ChampionChange:
+    """Make the most recently retired champion the champion again."""
+    previous = repo.previous_champion(session=session)
+    if previous is None:
+        raise RegistryError("no earlier champion to roll back to")
+    return promote(
+        session=session, version=previous.version, actor=actor, reason="rollback", kind=PromotionKind.rollback
+    )
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """What recording a gate run did: its report row, and whether the candidate became the champion."""
+
+    report_id: int
+    promoted: bool
+
+
+def record_gate(
+    *,
+    session: Session,
+    result: GateResult,
+    dataset_version_id: int | None,
+    report_path: str,
+    promote: bool,
+    actor: str,
+) -> GateRecord:
+    """Keep a gate run's result and act on its verdict, in the caller's transaction: a candidate that passed
+    becomes the champion (unless `promote` is false: report only), one that failed is rejected. A model already
+    promoted or retired keeps its status; a rejected one that passes a later gate stays rejected until a person
+    promotes it."""
+    candidate = repo.get_model(session=session, version=result.candidate)
+    champion = repo.get_model(session=session, version=result.champion)
+    report = repo.add_gate_report(
+        session=session,
+        candidate_id=candidate.id,
+        champion_id=champion.id,
+        dataset_version_id=dataset_version_id,
+        passed=result.passed,
+        checks=result.model_dump(mode="json"),
+        report_path=report_path,
+    )
+    promoted = False
+    if result.passed and promote and candidate.status is ModelStatus.candidate:
+        repo.promote_model(
+            session=session,
+            version=candidate.version,
+            actor=actor,
+            reason=f"passed every gate against {champion.version}",
+            gate_report_id=report.id,
+            kind=PromotionKind.gate,
+        )
+        promoted = True
+    elif not result.passed:
+        repo.reject_model(session=session, version=candidate.version)
+    return GateRecord(report_id=report.id, promoted=promoted)
