@@ -104,9 +104,11 @@ def print_report(report: DemoReport, settings: Settings, echo: Callable[[str], o
     user, password = report.label_studio_login
     login = f" (login {user} / {password})" if user else ""
     echo("")
-    report_path = drift.drift.rpartition("report ")[2] if drift is not None and "report " in drift.drift else ""
-    verdict = drift.drift.split(";")[0].removeprefix("verdict ") if drift is not None else "not run"
-    echo(f"drift        {verdict}: {report_path or drift.drift if drift else ''}")
+    drifted = drift.results.drift if drift is not None else None
+    if drifted is not None:
+        echo(f"drift        {drifted.verdict}: {drifted.report}")
+    else:  # the step did not run, or failed: its line says why
+        echo(f"drift        {drift.drift if drift is not None else 'not run'}")
     echo("drift UI     inkloop drift ui   (Evidently's UI on every report, http://127.0.0.1:8001)")
     echo(f"flow runs    {report.prefect}")
     project = f"/projects/{report.ls_project_id}/data" if report.ls_project_id else ""

@@ -62,11 +62,11 @@ class DriftParams(DriftConfig):
 
 
 class DriftFlowSummary(FlowSummary):
-    verdict: str
+    verdict: DriftVerdict
     reason: str
     current_window: str
     reference_window: str | None = None
-    reference: str
+    reference: ReferenceKind
     current_rows: int
     reference_rows: int | None = None
     drifted_columns: list[str] = Field(default_factory=list)
@@ -218,11 +218,11 @@ def write_index(context: FlowContext) -> Path:
 def _flow_summary(summary: DriftSummary, page: Path, index: Path, reference: Window | None) -> DriftFlowSummary:
     cer = summary.cer
     return DriftFlowSummary(
-        verdict=summary.verdict.value,
+        verdict=summary.verdict,
         reason=summary.reason,
         current_window=Window(start=summary.current.start, end=summary.current.end).label(),
         reference_window=reference.label() if reference else None,
-        reference=summary.reference_kind.value,
+        reference=summary.reference_kind,
         current_rows=summary.current.rows,
         reference_rows=summary.reference.rows if summary.reference else None,
         drifted_columns=summary.drifted_columns,

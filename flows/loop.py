@@ -19,12 +19,12 @@ from prefect.states import Failed
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.common import FlowSummary, summary_markdown
-from flows.dataset import DatasetParams, dataset
-from flows.drift import DriftParams, drift
-from flows.ingest import IngestParams, ingest
-from flows.retrain import RetrainParams, retrain
-from flows.route import RouteParams, route
-from flows.sync import SyncParams, sync
+from flows.dataset import DatasetParams, DatasetSummary, dataset
+from flows.drift import DriftFlowSummary, DriftParams, drift
+from flows.ingest import IngestParams, IngestSummary, ingest
+from flows.retrain import RetrainParams, RetrainSummary, retrain
+from flows.route import RouteParams, RouteSummary, route
+from flows.sync import SyncParams, SyncSummary, sync
 from inkloop.errors import InkloopError
 
 # step -> the steps whose output it reads: it is skipped when one of them failed or was skipped.
@@ -52,8 +52,22 @@ class LoopParams(BaseModel):
     skip: list[str] = Field(default_factory=list, description='Steps not to run this time, e.g. ["drift"].')
 
 
+class LoopResults(BaseModel):
+    """Each step's own summary, as the step returned it (None: the step did not run, or failed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ingest: IngestSummary | None = None
+    route: RouteSummary | None = None
+    sync: SyncSummary | None = None
+    dataset: DatasetSummary | None = None
+    retrain: RetrainSummary | None = None
+    drift: DriftFlowSummary | None = None
+
+
 class LoopSummary(FlowSummary):
-    """One line per step: what it did, or why it did not run."""
+    """One line per step: what it did, or why it did not run; and each step's whole summary, typed, in `results`
+    (--json prints it; the lines are for people)."""
 
     ingest: str = ""
     route: str = ""
@@ -62,6 +76,10 @@ class LoopSummary(FlowSummary):
     retrain: str = ""
     drift: str = ""
     failed: list[str] = Field(default_factory=list)
+    results: LoopResults = Field(default_factory=LoopResults)
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [(label, value) for label, value in super().rows() if label != "results"]
 
 
 # What each step's line shows, in this order, when it says something.
@@ -119,7 +137,9 @@ def loop(params: LoopParams | None = None) -> LoopSummary:
             setattr(summary, name, f"failed: {why}")
             log.error("loop: %s failed: %s", name, state.message)
             continue
-        setattr(summary, name, _line(name, state.result()))
+        result = state.result()
+        setattr(summary.results, name, result)
+        setattr(summary, name, _line(name, result))
     summary.seconds = round(time.perf_counter() - started, 2)
     log.info("loop %s", summary.model_dump_json())
     create_markdown_artifact(key="loop-summary", markdown=summary_markdown("Loop", summary), description="each step")

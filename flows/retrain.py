@@ -32,6 +32,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -182,8 +183,31 @@ def _device() -> str:
     return f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
 
 
+@dataclass(frozen=True)
+class RetrainPlan:
+    """What a retrain trains on and from: the dataset version, the champion it fine-tunes (its artifact, network
+    config and charset), and how many of the version's train labels the champion never learnt from."""
+
+    dataset: str
+    dataset_id: int
+    content_hash: str
+    counts: dict[str, int]  # pages per split
+    champion: str
+    champion_id: int
+    champion_key: str
+    champion_config: dict[str, Any] | None
+    champion_charset: list[str] | None
+    train_members: int
+    new: int
+
+
+@dataclass(frozen=True)
+class NothingToRetrain:
+    reason: str
+
+
 @task(name="retrain-plan", **IO_TASK)
-def plan(params: RetrainParams) -> dict[str, Any]:
+def plan(params: RetrainParams) -> RetrainPlan | NothingToRetrain:
     """What to train: the dataset, the champion, the count of new labels; or why nothing."""
     with flow_context() as context, context.transaction() as session:
         dataset = (
@@ -192,7 +216,7 @@ def plan(params: RetrainParams) -> dict[str, Any]:
             else repo.newest_dataset(session=session)
         )
         if dataset is None:
-            return {"nothing": "no dataset version yet: run inkloop flow run dataset"}
+            return NothingToRetrain("no dataset version yet: run inkloop flow run dataset")
         champion = ensure_champion(session=session, store=context.store, shipped=SHIPPED_MODEL)
         seen = (
             repo.trained_labels(session=session, version_id=champion.dataset_version_id)
@@ -201,22 +225,22 @@ def plan(params: RetrainParams) -> dict[str, Any]:
         )
         members = repo.dataset_members(session=session, version_id=dataset.id, split=Split.train)
         new = sum(1 for m in members if (m.image_sha256, m.text) not in seen)
-        return {
-            "dataset": dataset.version,
-            "dataset_id": dataset.id,
-            "content_hash": dataset.content_hash,
-            "champion": champion.version,
-            "champion_id": champion.id,
-            "champion_key": champion.artifact_key,
-            "champion_config": (champion.card or {}).get("config"),
-            "champion_charset": (champion.card or {}).get("charset"),
-            "train_members": len(members),
-            "counts": dict(dataset.counts or {}),
-            "new": new,
-        }
+        return RetrainPlan(
+            dataset=dataset.version,
+            dataset_id=dataset.id,
+            content_hash=dataset.content_hash,
+            counts=dict(dataset.counts or {}),
+            champion=champion.version,
+            champion_id=champion.id,
+            champion_key=champion.artifact_key,
+            champion_config=(champion.card or {}).get("config"),
+            champion_charset=(champion.card or {}).get("charset"),
+            train_members=len(members),
+            new=new,
+        )
 
 
-def _claim(context: FlowContext, key: str, plan_: dict[str, Any], config: TrainConfig) -> tuple[TrainingRun, bool]:
+def _claim(context: FlowContext, key: str, plan_: RetrainPlan, config: TrainConfig) -> tuple[TrainingRun, bool]:
     """The run row for `key`: a new one, or the one a dead run left (resumed). Returns it and whether it is new.
     Other runs still marked running died (the lock is ours): they are marked failed."""
     paths = context.settings.paths
@@ -236,8 +260,8 @@ def _claim(context: FlowContext, key: str, plan_: dict[str, Any], config: TrainC
         run = repo.start_training_run(
             session=session,
             run_key=key,
-            dataset_version_id=plan_["dataset_id"],
-            parent_model_id=plan_["champion_id"],
+            dataset_version_id=plan_.dataset_id,
+            parent_model_id=plan_.champion_id,
             config=config.model_dump(mode="json"),
             device=_device(),
             run_dir="",
@@ -251,10 +275,10 @@ def _claim(context: FlowContext, key: str, plan_: dict[str, Any], config: TrainC
         return run, True
 
 
-def train_candidate(context: FlowContext, params: RetrainParams, plan_: dict[str, Any], summary: RetrainSummary) -> str:
+def train_candidate(context: FlowContext, params: RetrainParams, plan_: RetrainPlan, summary: RetrainSummary) -> str:
     """Train (or resume, or find) the candidate of this dataset, champion and config; its version."""
     log = get_run_logger()
-    config = resolve_config(plan_["champion_config"], params)
+    config = resolve_config(plan_.champion_config, params)
     key = run_key_from(plan_, config, params)
     with context.transaction(write=False) as session:
         done = repo.training_run_by_key(session=session, run_key=key)
@@ -271,14 +295,14 @@ def train_candidate(context: FlowContext, params: RetrainParams, plan_: dict[str
     started = time.monotonic()
     try:
         data = run_dir / "data"
-        counts = plan_["counts"]
+        counts = plan_.counts
         if not counts.get("train"):
-            raise InkloopError(f"dataset version {plan_['dataset']} has no train pages")
-        _synthetic_pages(context, plan_["dataset"], params)
-        train_dir = _export(context, plan_["dataset"], data / "train", Split.train, synthetic=True)
+            raise InkloopError(f"dataset version {plan_.dataset} has no train pages")
+        _synthetic_pages(context, plan_.dataset, params)
+        train_dir = _export(context, plan_.dataset, data / "train", Split.train, synthetic=True)
         train_dirs = [train_dir]
         val_dirs = (
-            [_export(context, plan_["dataset"], data / "val", Split.val, synthetic=False)] if counts.get("val") else []
+            [_export(context, plan_.dataset, data / "val", Split.val, synthetic=False)] if counts.get("val") else []
         )
         if params.replay_pages:
             train_dirs.append(replay_folder(paths.replay, params.replay_pages, params.replay_seed))
@@ -291,15 +315,15 @@ def train_candidate(context: FlowContext, params: RetrainParams, plan_: dict[str
         summary.resumed = not new and (last.is_file() or artifact.is_file())
         if not artifact.is_file() or not _card_of(artifact, name):
             with context.transaction(write=False) as session:
-                parent = repo.get_model(session=session, version=plan_["champion"])
+                parent = repo.get_model(session=session, version=plan_.champion)
             init = materialize(context.store, parent.artifact_key, paths.models)
             log.info(
                 "%s %s on %s (+%d replay pages) from %s, %d steps on %s",
                 "resuming" if last.is_file() else "training",
                 name,
-                plan_["dataset"],
+                plan_.dataset,
                 params.replay_pages,
-                plan_["champion"],
+                plan_.champion,
                 config.max_steps,
                 summary.device,
             )
@@ -317,14 +341,14 @@ def train_candidate(context: FlowContext, params: RetrainParams, plan_: dict[str
                 tracking=Tracking(
                     root=paths.tensorboard,
                     run=name,
-                    tags={"dataset_version": plan_["dataset"], "parent": plan_["champion"], "run_key": key[:12]},
+                    tags={"dataset_version": plan_.dataset, "parent": plan_.champion, "run_key": key[:12]},
                 ),
-                dataset_version=plan_["dataset"],
+                dataset_version=plan_.dataset,
             )
         from model.registry import read_card
 
         card = read_card(artifact)
-        added = [c for c in card.charset if c not in set(plan_.get("champion_charset") or card.charset)]
+        added = [c for c in card.charset if c not in set(plan_.champion_charset or card.charset)]
         summary.charset_added = "".join(added) or None
         with context.transaction() as session:
             row, _ = register(
@@ -332,7 +356,7 @@ def train_candidate(context: FlowContext, params: RetrainParams, plan_: dict[str
                 store=context.store,
                 path=artifact,
                 version=name,
-                dataset_version_id=plan_["dataset_id"],
+                dataset_version_id=plan_.dataset_id,
             )
             run_row = repo.training_run_by_key(session=session, run_key=key)
             assert run_row is not None
@@ -371,10 +395,10 @@ def _card_of(artifact: Path, name: str) -> bool:
         return False
 
 
-def run_key_from(plan_: dict[str, Any], config: TrainConfig, params: RetrainParams) -> str:
+def run_key_from(plan_: RetrainPlan, config: TrainConfig, params: RetrainParams) -> str:
     identity = {
-        "dataset": plan_["content_hash"],
-        "parent": [plan_["champion"], plan_["champion_key"]],
+        "dataset": plan_.content_hash,
+        "parent": [plan_.champion, plan_.champion_key],
         "config": config.model_dump(mode="json"),
         "replay": [params.replay_pages, params.replay_val_pages, params.replay_seed],
     }
@@ -408,14 +432,14 @@ def retrain(params: RetrainParams | None = None) -> RetrainSummary:
     summary = RetrainSummary()
     with flow_context() as context, _only_one(context, params.wait):
         plan_ = plan(params)
-        if "nothing" in plan_:
-            summary.nothing_to_do = plan_["nothing"]
+        if isinstance(plan_, NothingToRetrain):
+            summary.nothing_to_do = plan_.reason
             return finish(summary, started=started, name="retrain", title="Retrain")
-        summary.dataset, summary.champion, summary.new_labels = plan_["dataset"], plan_["champion"], plan_["new"]
+        summary.dataset, summary.champion, summary.new_labels = plan_.dataset, plan_.champion, plan_.new
         minimum = context.settings.min_new_labels
-        if plan_["new"] < minimum and not params.force:
+        if plan_.new < minimum and not params.force:
             summary.nothing_to_do = (
-                f"{plan_['new']} new labels in {plan_['dataset']} since {plan_['champion']}, fewer than "
+                f"{plan_.new} new labels in {plan_.dataset} since {plan_.champion}, fewer than "
                 f"INKLOOP_MIN_NEW_LABELS={minimum} (-p force=true trains anyway)"
             )
             return finish(summary, started=started, name="retrain", title="Retrain")

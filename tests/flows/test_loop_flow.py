@@ -14,6 +14,7 @@ import pytest
 from devtools.pages import Page, shifted_pages
 from flows.loop import LoopParams, LoopSummary, loop
 from flows.runner import FlowFailed, parse_params, run
+from inkloop.domain import DriftVerdict
 from inkloop.errors import InkloopError
 from tests.support.loop import Loop, answer_all, loop_params
 from tests.support.ports import free_port
@@ -52,6 +53,11 @@ def test_two_loop_runs_take_new_traffic_to_a_gated_candidate(
     assert second.retrain.endswith("gate passed yes; promoted yes"), second.retrain
     assert second.ingest == "nothing new"  # nothing was logged between the runs
     assert second.drift.startswith("verdict not_enough_data")  # all the traffic is in the current window
+    # The same, typed, as each step returned it.
+    results = second.results
+    assert results.retrain is not None and results.retrain.candidate == "m-0001" and results.retrain.promoted
+    assert results.dataset is not None and results.dataset.version == "ds-0001"
+    assert results.drift is not None and results.drift.verdict is DriftVerdict.not_enough_data
 
 
 def loop_flow_run(params: LoopParams) -> LoopSummary:
@@ -78,6 +84,8 @@ def test_without_label_studio_the_steps_that_need_it_fail_and_the_rest_run(
     assert summary.route.startswith("failed: ") and "Label Studio" in summary.route
     assert summary.dataset == "skipped: sync did not run"
     assert summary.retrain == "skipped"
+    assert summary.results.route is None and summary.results.retrain is None  # failed, skipped: no summary
+    assert summary.results.drift is not None and summary.results.drift.verdict is DriftVerdict.not_enough_data
 
 
 def test_loop_parameters_come_from_the_command_line_as_json() -> None:
