@@ -6,13 +6,19 @@ import errno
 import signal
 import socket
 import subprocess
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from inkloop.errors import InkloopError, first_line
+from inkloop.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 _STOP_S = 10.0  # how long a server in the foreground gets to exit after Ctrl-C or SIGTERM before it is killed
 
@@ -37,6 +43,17 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, InkloopError):
         return str(exc)
     return f"{type(exc).__name__}: {first_line(exc)} (rerun with --debug for the traceback)"
+
+
+@contextmanager
+def database(*, write: bool = True) -> Iterator[tuple[Settings, Session]]:
+    """The settings, and one transaction on the ready database (committed when the block ends); imported lazily,
+    so a command checks its arguments before SQLAlchemy loads."""
+    from db.ready import ready_session
+
+    settings = load_settings()
+    with ready_session(settings, write=write) as session:
+        yield settings, session
 
 
 def group(help: str) -> typer.Typer:

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy.orm import Session
 
-from cli.common import choice, group, print_fields
+from cli.common import choice, database, group, print_fields
 from inkloop.domain import Split
-from inkloop.settings import Settings, load_settings
 
 datasets_app = group("Dataset versions: frozen, leakage-free train/val/test sets built from the annotations.")
-
-
-@contextmanager
-def _database(write: bool = True) -> Iterator[tuple[Settings, Session]]:
-    from db.ready import open_ready_engine
-    from db.session import session_factory, session_scope
-
-    settings = load_settings()
-    engine = open_ready_engine(settings)
-    try:
-        with session_scope(session_factory(engine), write=write) as session:
-            yield settings, session
-    finally:
-        engine.dispose()
 
 
 def _splits(counts: dict[str, Any] | None) -> str:
@@ -51,7 +33,7 @@ def datasets_build(
 
     params = DatasetParams(val_share=val_share, test_share=test_share, description=description)
     started = time.perf_counter()
-    with _database() as (settings, session):
+    with database() as (settings, session):
         summary = build_version(session, project=settings.label_studio_project, params=params)
     summary.seconds = round(time.perf_counter() - started, 2)
     if as_json:
@@ -74,7 +56,7 @@ def datasets_list(as_json: Annotated[bool, typer.Option("--json", help="One JSON
     """Every dataset version, newest first."""
     from db import repo
 
-    with _database(write=False) as (_, session):
+    with database(write=False) as (_, session):
         rows = repo.list_datasets(session=session)
         parents = {row.id: row.version for row in rows}
         records: list[dict[str, Any]] = [
@@ -106,7 +88,7 @@ def datasets_show(
     from db import repo
     from flows.dataset import slice_counts
 
-    with _database(write=False) as (_, session):
+    with database(write=False) as (_, session):
         row = repo.get_dataset(session=session, version=version)
         parent = repo.ancestors(session=session, version=row)[:1]
         counts = slice_counts(session, row)
@@ -158,7 +140,7 @@ def datasets_export(
     from inkloop.store import ImageStore
 
     wanted = choice(Split, split, "--split") if split is not None else None
-    with _database(write=False) as (settings, session):
+    with database(write=False) as (settings, session):
         done = export_version(
             session, ImageStore(settings.store_url), version=version, out=out, split=wanted, synthetic=synthetic
         )

@@ -59,8 +59,7 @@ def print_report(report: DemoReport, settings: Settings, echo: Callable[[str], o
     from cli.lineage import lineage_record, render_tree
     from cli.models import render_show, show_record
     from db import repo
-    from db.ready import open_ready_engine
-    from db.session import session_factory, session_scope
+    from db.ready import ready_session
 
     echo("")
     for name, wave in report.waves.items():
@@ -80,27 +79,19 @@ def print_report(report: DemoReport, settings: Settings, echo: Callable[[str], o
                 f"CER          on the second wave's pages (no model trained on them): {old} {old_cer:.4f} -> "
                 f"{new} {new_cer:.4f}"
             )
-    engine = open_ready_engine(settings)
-    try:
-        with session_scope(session_factory(engine), write=False) as session:
-            if report.champion:
-                echo("")
-                champion = repo.get_model(session=session, version=report.champion)
-                echo("\n".join(render_show(show_record(session, champion))))
-            if report.lineage_request:
-                echo("")
-                echo(f"$ inkloop lineage {report.lineage_request}")
-                record = lineage_record(repo.lineage(session=session, request_id=report.lineage_request))
-                echo("\n".join(render_tree(record)))
-    finally:
-        engine.dispose()
+    with ready_session(settings, write=False) as session:
+        if report.champion:
+            echo("")
+            champion = repo.get_model(session=session, version=report.champion)
+            echo("\n".join(render_show(show_record(session, champion))))
+        if report.lineage_request:
+            echo("")
+            echo(f"$ inkloop lineage {report.lineage_request}")
+            record = lineage_record(repo.lineage(session=session, request_id=report.lineage_request))
+            echo("\n".join(render_tree(record)))
     drift = report.loops.get("drift")
-    engine = open_ready_engine(settings)
-    try:
-        with session_scope(session_factory(engine), write=False) as session:
-            waiting = len(repo.tasks_in_state(session=session, project=settings.label_studio_project, state="open"))
-    finally:
-        engine.dispose()
+    with ready_session(settings, write=False) as session:
+        waiting = len(repo.tasks_in_state(session=session, project=settings.label_studio_project, state="open"))
     user, password = report.label_studio_login
     login = f" (login {user} / {password})" if user else ""
     echo("")

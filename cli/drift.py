@@ -42,51 +42,46 @@ def reference(
 ) -> None:
     """Pin the reference window drift reports compare with (--from and --to), unpin it (--clear), or show it."""
     from db import repo
-    from db.ready import open_ready_engine
-    from db.session import session_factory, session_scope
+    from db.ready import ready_session
 
     if clear and (start or end):
         raise InkloopError("--clear takes no --from or --to")
     if (start is None) != (end is None):
         raise InkloopError("give both --from and --to to pin a reference window")
     settings = load_settings()
-    engine = open_ready_engine(settings)
-    try:
-        with session_scope(session_factory(engine)) as session:
-            if clear:
-                count = repo.clear_drift_reference(session=session)
-                typer.echo(
-                    "unpinned the reference window: reports compare with the days after the champion's promotion, "
-                    "else the first days of traffic"
-                    if count
-                    else "no reference window was pinned"
-                )
-                return
-            if start is not None and end is not None:
-                begin, finish = parse_moment(start, "--from"), parse_moment(end, "--to")
-                actor = getpass.getuser()
-                row = repo.pin_drift_reference(session=session, start=begin, end=finish, actor=actor, reason=reason)
-                requests = len(repo.window_requests(session=session, start=begin, end=finish))
-                typer.echo(f"pinned reference window {row.start:%Y-%m-%d %H:%M} .. {row.end:%Y-%m-%d %H:%M} UTC")
-                note = "" if requests else " (none yet: a report with this reference will say not enough data)"
-                typer.echo(f"{requests} logged requests in it{note}")
-                return
-            pinned = repo.drift_reference(session=session)
-            if pinned is None:
-                typer.echo(
-                    "no reference window pinned: reports compare with the days after the champion's promotion, "
-                    "else the first days of traffic (pin one with --from and --to)"
-                )
-                return
-            print_fields(
-                {
-                    "reference": f"{pinned.start:%Y-%m-%d %H:%M} .. {pinned.end:%Y-%m-%d %H:%M} UTC",
-                    "pinned": f"{pinned.created_at:%Y-%m-%d %H:%M} UTC by {pinned.actor}",
-                    "reason": pinned.reason or "-",
-                }
+    with ready_session(settings) as session:
+        if clear:
+            count = repo.clear_drift_reference(session=session)
+            typer.echo(
+                "unpinned the reference window: reports compare with the days after the champion's promotion, "
+                "else the first days of traffic"
+                if count
+                else "no reference window was pinned"
             )
-    finally:
-        engine.dispose()
+            return
+        if start is not None and end is not None:
+            begin, finish = parse_moment(start, "--from"), parse_moment(end, "--to")
+            actor = getpass.getuser()
+            row = repo.pin_drift_reference(session=session, start=begin, end=finish, actor=actor, reason=reason)
+            requests = len(repo.window_requests(session=session, start=begin, end=finish))
+            typer.echo(f"pinned reference window {row.start:%Y-%m-%d %H:%M} .. {row.end:%Y-%m-%d %H:%M} UTC")
+            note = "" if requests else " (none yet: a report with this reference will say not enough data)"
+            typer.echo(f"{requests} logged requests in it{note}")
+            return
+        pinned = repo.drift_reference(session=session)
+        if pinned is None:
+            typer.echo(
+                "no reference window pinned: reports compare with the days after the champion's promotion, "
+                "else the first days of traffic (pin one with --from and --to)"
+            )
+            return
+        print_fields(
+            {
+                "reference": f"{pinned.start:%Y-%m-%d %H:%M} .. {pinned.end:%Y-%m-%d %H:%M} UTC",
+                "pinned": f"{pinned.created_at:%Y-%m-%d %H:%M} UTC by {pinned.actor}",
+                "reason": pinned.reason or "-",
+            }
+        )
 
 
 @drift_app.command("ui")

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy.orm import Session
 
+from cli.common import database
 from inkloop.domain import Split
 
 if TYPE_CHECKING:
@@ -26,20 +25,6 @@ _SNIPPET = 32  # characters of a label shown in the tree
 Node = tuple[str, list["Node"]]
 
 
-@contextmanager
-def _database() -> Iterator[Session]:
-    from db.ready import open_ready_engine
-    from db.session import session_factory, session_scope
-    from inkloop.settings import load_settings
-
-    engine = open_ready_engine(load_settings())
-    try:
-        with session_scope(session_factory(engine), write=False) as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
 def lineage(
     request_id: Annotated[str, typer.Argument(help="A request id, as the API answered it (X-Request-ID).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the tree.")] = False,
@@ -48,7 +33,7 @@ def lineage(
     entered, the models trained on them, and the model that served it."""
     from db import repo
 
-    with _database() as session:
+    with database(write=False) as (_, session):
         record = lineage_record(repo.lineage(session=session, request_id=request_id))
     if as_json:
         typer.echo(json.dumps(record, indent=2, ensure_ascii=False))

@@ -4,8 +4,7 @@ came from, what its gate said, and who promoted it and why."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -13,12 +12,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from sqlalchemy.orm import Session
 
-from cli.common import group
+from cli.common import database, group
 from db.models import ModelVersion
 from inkloop.card import ModelCard
 from inkloop.domain import ModelStatus
 from inkloop.errors import InkloopError
-from inkloop.settings import Settings, load_settings
 from inkloop.store import ImageStore
 
 if TYPE_CHECKING:
@@ -32,21 +30,6 @@ models_app = group("The model registry: register, list, show, promote, roll back
 NO_VERDICT = "—"
 NEEDS_REASON = '--force needs a reason on record: add --reason "why it should serve despite its gate"'
 _KEY = 10  # width of the field names in `models show`
-
-
-@contextmanager
-def _registry(*, write: bool = True) -> Iterator[tuple[Settings, Session]]:
-    """Settings and a transaction on the ready database, committed when the block ends."""
-    from db.ready import open_ready_engine
-    from db.session import session_factory, session_scope
-
-    settings = load_settings()
-    engine = open_ready_engine(settings)
-    try:
-        with session_scope(session_factory(engine), write=write) as session:
-            yield settings, session
-    finally:
-        engine.dispose()
 
 
 def _promoted(session: Session, version: str, *, force: bool, reason: str | None) -> ChampionChange:
@@ -96,7 +79,7 @@ def models_register(
     """Copy an artifact into the store and record it as a candidate (or the champion, with --promote)."""
     from model import registry
 
-    with _registry() as (settings, session):
+    with database() as (settings, session):
         row, new = registry.register(
             session=session, store=ImageStore(settings.store_url), path=artifact, version=version
         )
@@ -111,7 +94,7 @@ def models_list() -> None:
     """Every registered model, oldest first, with its status, its newest gate verdict and CER figures."""
     from db import repo
 
-    with _registry(write=False) as (_, session):
+    with database(write=False) as (_, session):
         rows = repo.list_models(session=session)
         verdicts = {
             row.id: _gate_verdict(next(iter(repo.gate_reports(session=session, model_id=row.id)), None)) for row in rows
@@ -345,7 +328,7 @@ def models_show(
     promotion history."""
     from db import repo
 
-    with _registry(write=False) as (_, session):
+    with database(write=False) as (_, session):
         record = show_record(session, repo.get_model(session=session, version=version))
     if as_json:
         typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
@@ -367,7 +350,7 @@ def models_promote(
     it (the OS user) and why are recorded (`inkloop models show VERSION` lists them)."""
     if force and not (reason and reason.strip()):
         raise InkloopError(NEEDS_REASON)  # before opening the database: the command line alone is wrong
-    with _registry() as (_, session):
+    with database() as (_, session):
         change = _promoted(session, version, force=force, reason=reason)
     if not change.changed:
         typer.echo(f"{change.champion.version} is already the champion")
@@ -382,7 +365,7 @@ def models_rollback() -> None:
     """Make the most recently retired champion the champion again."""
     from model import registry
 
-    with _registry() as (_, session):
+    with database() as (_, session):
         change = registry.rollback(session=session, actor=registry.who())
         was = change.previous.version if change.previous else "none"
     typer.echo(f"champion: {change.champion.version} (rolled back from {was})")

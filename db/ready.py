@@ -4,10 +4,14 @@ not (run `inkloop init`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from db.migrate import schema_revision
-from db.session import open_engine
+from db.session import open_engine, session_factory, session_scope
 from inkloop.errors import SchemaNotReadyError
 from inkloop.settings import Settings
 
@@ -31,3 +35,15 @@ def open_ready_engine(settings: Settings, *, wait_s: float = 0.0) -> Engine:
             "run `inkloop init` to migrate"
         )
     return engine
+
+
+@contextmanager
+def ready_session(settings: Settings, *, write: bool = True) -> Iterator[Session]:
+    """One transaction on the ready database, for a command or a script that needs only that: the engine is
+    opened for it and disposed after (session_scope's commit and rollback rules)."""
+    engine = open_ready_engine(settings)
+    try:
+        with session_scope(session_factory(engine), write=write) as session:
+            yield session
+    finally:
+        engine.dispose()

@@ -35,8 +35,7 @@ import httpx
 from annotation.client import LabelStudioClient
 from db import repo
 from db.migrate import init_database
-from db.ready import open_ready_engine
-from db.session import session_factory, session_scope
+from db.ready import ready_session
 from devtools import labelstudio as label_studio_server
 from devtools.annotators import CrewPolicy, CrewResult, SimulatedAnnotator, work_queue
 from devtools.processes import Echo
@@ -338,13 +337,9 @@ def annotate(settings: Settings, truth: dict[str, str]) -> tuple[int | None, Cre
 
 
 def champion_version(settings: Settings) -> str:
-    engine = open_ready_engine(settings)
-    try:
-        with session_scope(session_factory(engine), write=False) as session:
-            champion = repo.get_champion(session=session)
-            return champion.version if champion else ""
-    finally:
-        engine.dispose()
+    with ready_session(settings, write=False) as session:
+        champion = repo.get_champion(session=session)
+        return champion.version if champion else ""
 
 
 def before_after(
@@ -358,29 +353,22 @@ def before_after(
     before_version = report.waves["shift"].served_cer()[1]
     if not before_version or not report.champion:
         return None, None
-    engine = open_ready_engine(settings)
+    versions = (before_version[0], report.champion)
+    with ready_session(settings, write=False) as session:
+        keys = [repo.get_model(session=session, version=version).artifact_key for version in versions]
     store = ImageStore(settings.store_url)
     results = []
-    try:
-        for version in (before_version[0], report.champion):
-            with session_scope(session_factory(engine), write=False) as session:
-                key = repo.get_model(session=session, version=version).artifact_key
-            path = materialize(store, key, settings.paths.models)
-            results.append((version, evaluate(Recognizer.load(path), folder).cer))
-    finally:
-        engine.dispose()
+    for version, key in zip(versions, keys, strict=True):
+        path = materialize(store, key, settings.paths.models)
+        results.append((version, evaluate(Recognizer.load(path), folder).cer))
     return results[0], results[1]
 
 
 def lineage_example(settings: Settings, report: DemoReport) -> str | None:
     """A request of the shift whose page was answered in Label Studio and entered the dataset."""
-    engine = open_ready_engine(settings)
-    try:
-        with session_scope(session_factory(engine), write=False) as session:
-            for request_id in report.waves["shift"].result.request_ids.values():
-                found = repo.lineage(session=session, request_id=request_id)
-                if found.trained:
-                    return request_id
-    finally:
-        engine.dispose()
+    with ready_session(settings, write=False) as session:
+        for request_id in report.waves["shift"].result.request_ids.values():
+            found = repo.lineage(session=session, request_id=request_id)
+            if found.trained:
+                return request_id
     return next(iter(report.waves["shift"].result.request_ids.values()), None)

@@ -25,8 +25,7 @@ from PIL import Image
 
 from annotation.client import LabelStudioClient
 from db import repo
-from db.ready import open_ready_engine
-from db.session import session_factory, session_scope
+from db.ready import ready_session
 from devtools import labelstudio
 from inkloop.domain import TaskState
 from inkloop.errors import InkloopError
@@ -78,16 +77,12 @@ def label_studio(settings: Settings) -> Iterator[labelstudio.LocalLabelStudio]:
 
 def _open_task(settings: Settings) -> int | None:
     """A Label Studio task the loop routed that waits for a person (else any task), or None."""
-    engine = open_ready_engine(settings)
-    try:
-        with session_scope(session_factory(engine), write=False) as session:
-            for state in (TaskState.open, TaskState.completed):
-                tasks = repo.tasks_in_state(session=session, project=settings.label_studio_project, state=state)
-                ids = [t.ls_task_id for t in tasks if t.ls_task_id is not None]
-                if ids:
-                    return ids[0]
-    finally:
-        engine.dispose()
+    with ready_session(settings, write=False) as session:
+        for state in (TaskState.open, TaskState.completed):
+            tasks = repo.tasks_in_state(session=session, project=settings.label_studio_project, state=state)
+            ids = [t.ls_task_id for t in tasks if t.ls_task_id is not None]
+            if ids:
+                return ids[0]
     return None
 
 
