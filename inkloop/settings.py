@@ -38,14 +38,20 @@ class Settings(BaseSettings):
     home: Path = Field(Path(".inkloop"), description="Folder for the embedded defaults (database, store, reports).")
     database_url: str = Field(
         "",
-        description="SQLAlchemy URL. Default: SQLite file under home. PostgreSQL: postgresql+psycopg://user@host/db.",
+        description="SQLAlchemy URL. Default: a SQLite file under home. PostgreSQL: "
+        "postgresql+psycopg://user:password@host:5432/db (`postgres://` works too).",
     )
     store_url: str = Field(
         "",
-        description="Image store: a folder, or any fsspec URL such as s3://bucket/prefix. Default: home/store.",
+        description="Image store: a folder, or any fsspec URL such as s3://bucket/prefix (s3 needs "
+        "`pip install -e '.[s3]'`). Default: home/store.",
     )
     label_studio_url: str = Field("http://127.0.0.1:8080", description="Label Studio base URL.")
-    label_studio_token: SecretStr = Field(SecretStr(LOCAL_LABEL_STUDIO_TOKEN), description="Label Studio API token.")
+    label_studio_token: SecretStr = Field(
+        SecretStr(LOCAL_LABEL_STUDIO_TOKEN),
+        description="Label Studio API token (a user's legacy token; never printed). Default: the token the local "
+        "Label Studio of `inkloop labelstudio up` is started with; set it for any other Label Studio.",
+    )
     label_studio_venv: Path | None = Field(
         None,
         description="Virtualenv of the local Label Studio (`inkloop labelstudio`). Default: home/labelstudio/venv.",
@@ -74,10 +80,16 @@ class Settings(BaseSettings):
         0.02,
         ge=0.0,
         le=1.0,
-        description="Share of all valid traffic routed to annotators whatever its confidence.",
+        description="Share of all valid traffic routed to annotators whatever its confidence: the unbiased "
+        "production CER, and the control arm of routing.",
     )
-    daily_label_budget: int = Field(200, ge=0, description="At most this many new annotation tasks per day.")
-    min_new_labels: int = Field(100, ge=1, description="Retrain only when at least this many new labels exist.")
+    daily_label_budget: int = Field(200, ge=0, description="At most this many new annotation tasks per UTC day.")
+    min_new_labels: int = Field(
+        100,
+        ge=1,
+        description="The retrain flow trains only when the newest dataset version has at least this many train "
+        "labels the champion never learnt from.",
+    )
     max_upload_bytes: int = Field(20_000_000, gt=0, description="Largest accepted image upload, in bytes.")
     max_image_pixels: int = Field(
         40_000_000,
@@ -101,16 +113,21 @@ class Settings(BaseSettings):
     )
     schedules: str = Field(
         "",
-        description="Overrides of the flows' schedules, `name=spec; ...` (spec: every 5m, a UTC cron, off).",
+        description="When `inkloop flow serve` runs each flow, as `name=spec` pairs separated by `;`: `every 5m` "
+        "(s, m, h, d), a five-field cron expression in UTC, or `off` (deployed, run by hand). Defaults: ingest and "
+        "sync `every 5m`, route `every 15m`, dataset `0 1 * * *`, retrain `0 2 * * *` (it gates its candidate), "
+        "drift `0 6 * * *`, synth and gate `off`.",
     )
     flow_concurrency: int = Field(
         1, ge=1, description="Runs of one scheduled flow at a time; more wait their turn in Prefect's queue."
     )
     retrain_pool: str = Field(
         "",
-        description="Prefect work pool that takes the retrain deployment (a GPU worker's); empty: flow serve runs it.",
+        description="A Prefect work pool (created as a process pool when missing) that takes the inkloop-retrain "
+        "deployment on its schedule and limit (compose's GPU worker: inkloop-gpu); empty: `inkloop flow serve` "
+        "runs it too.",
     )
-    debug: bool = Field(False, description="Show tracebacks on errors.")
+    debug: bool = Field(False, description="Tracebacks instead of one-line errors.")
 
     @field_validator("home", mode="after")
     @classmethod
