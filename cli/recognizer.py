@@ -109,7 +109,10 @@ def train(
     ] = False,
     config_file: Annotated[Path | None, typer.Option("--config", help="JSON file of TrainConfig fields.")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1, help="Optimizer steps.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1)] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="Lines per optimizer step (default: the config's batch_size)."),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoints/last.ckpt.")] = False,
     version: Annotated[str | None, typer.Option("--version", help="Version name written in the model card.")] = None,
 ) -> None:

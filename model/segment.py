@@ -2,7 +2,7 @@
 
 Classical and deterministic, because on the pages inkloop reads (one paragraph, lines roughly horizontal) a few
 array operations find the lines reliably in milliseconds, and a learned segmenter would cost the GPU-days that
-this project does not assume (README, "Why segment, then read lines"). The steps:
+this project does not assume (docs/recognizer.md, "Design: segment, then read lines"). The steps:
 
 1. `ink_map`: ink = 1, paper = 0 whatever the polarity, with the lighting gradient removed (the paper's
    brightness is estimated locally, so a shadow across a phone photo is not mistaken for ink);

@@ -6,8 +6,8 @@ has its image; a crash before the commit leaves at worst an image no row names, 
 If the commit itself fails after the image was stored, an image this request added is removed again unless a row
 names it (the store is content-addressed: the same bytes may belong to another request).
 
-This table (`requests`) plus the store is the whole contract the ingest flow reads; see README "The request log"
-for writing the same rows from another serving stack.
+This table (`requests`) plus the store is the whole contract the ingest flow reads; see docs/serving.md, "The request
+log" for writing the same rows from another serving stack.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The shipped model on the checked-in golden paragraphs (held-out fonts, both polarities): a stated CER bound,
-and the model card that the README and the serving endpoint quote."""
+and the model card that the docs and the serving endpoint quote."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from model.recognizer import SHIPPED_MODEL, Recognizer
 from synth.fonts import FontSet, discover
 from tests.support.paths import GOLDEN
 
-CER_BOUND = 0.07  # base-2 read these at CER 0.043; base-4's figure is in the README ("The shipped model")
+CER_BOUND = 0.07  # base-2 read these at CER 0.043; base-4's figure: docs/recognizer.md ("The shipped model")
 
 
 def test_shipped_model_reads_the_golden_paragraphs() -> None:
