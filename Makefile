@@ -21,7 +21,8 @@ FONT_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-bwht fonts-dancingscrip
 # recompile; inkloop's own processes cache bytecode (ignored by git).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: venv fonts browser tesseract labelstudio demo test test-fast lint lock clean base-model base-model-gpu
+.PHONY: venv fonts browser tesseract labelstudio demo test test-fast lint lock clean base-model base-model-gpu docs docs-serve \
+	screenshots
 
 venv: $(STAMP)
 
@@ -159,6 +160,21 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The documentation site into site/, with --strict: a broken link, a missing page or image fails the build.
+# NO_MKDOCS_2_WARNING: the Material theme's notice about MkDocs 2 on every build (the site pins mkdocs<2).
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# The docs' screenshots (docs/images/*.png: the web page, the Label Studio queue and a task, the gate and drift
+# reports) in headless Chromium, from the home where `make demo` ran (INKLOOP_HOME, default ./.inkloop); about a
+# minute. Redo them when a page changes: `make demo DEMO_ARGS=--once && make screenshots`.
+screenshots: venv browser
+	$(BIN)/python -m devtools.screenshots --out docs/images
+
+# The documentation site on http://127.0.0.1:8002 (8000 is the endpoint's, 8001 the drift UI's), rebuilt on change.
+docs-serve: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8002
 
 # Re-pin every dependency (torch excepted: TORCH_SPEC chooses it) after changing pyproject.toml.
 lock: venv

@@ -75,24 +75,28 @@ def label_studio(settings: Settings) -> Iterator[labelstudio.LocalLabelStudio]:
             labelstudio.down(ls)
 
 
-def _open_task(settings: Settings) -> int | None:
-    """A Label Studio task the loop routed that waits for a person (else any task), or None."""
+def _open_task(settings: Settings) -> tuple[int, str | None] | None:
+    """A Label Studio task the loop routed that waits for a person (else an answered one) and the model version
+    that pre-filled it, or None."""
     with ready_session(settings, write=False) as session:
         for state in (TaskState.open, TaskState.completed):
             tasks = repo.tasks_in_state(session=session, project=settings.label_studio_project, state=state)
-            ids = [t.ls_task_id for t in tasks if t.ls_task_id is not None]
-            if ids:
-                return ids[0]
+            found = [(t.ls_task_id, t.model_version) for t in tasks if t.ls_task_id is not None]
+            if found:
+                return found[0]
     return None
 
 
 def _check(path: Path) -> Path:
-    """A screenshot that is not blank (a page that failed to render is one colour)."""
+    """A screenshot that is not blank (a page that failed to render is one colour), kept small: 256 colours
+    (about half the bytes; text and pages read the same)."""
     with Image.open(path) as image:
         low, high = image.convert("L").getextrema()
+        small = image.convert("RGB").quantize(256)
     assert isinstance(low, int) and isinstance(high, int)  # one band: (min, max)
     if high - low < 50:
         raise InkloopError(f"{path} came out blank")
+    small.save(path, optimize=True)
     return path
 
 
@@ -108,7 +112,7 @@ def take(settings: Settings, out: Path) -> list[Path]:
     drift = _newest(settings.paths.drift_reports, "drift-*.html")
     out.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
-    with ExitStack() as stack, sync_playwright() as playwright:
+    with sync_playwright() as playwright, ExitStack() as stack:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         stack.callback(browser.close)
 
@@ -138,9 +142,15 @@ def take(settings: Settings, out: Path) -> list[Path]:
         made.append(out / "label-studio-queue.png")
         task = _open_task(settings)
         if task is not None:
+            task_id, prefilled_by = task
             page.set_viewport_size({"width": WIDTH, "height": 900})
-            page.goto(f"{ls.url}/projects/{project}/data?task={task}")
+            page.goto(f"{ls.url}/projects/{project}/data?task={task_id}")
             page.wait_for_selector("textarea, .lsf-textarea, [class*=textarea]", timeout=60_000)
+            if prefilled_by:  # show the model's reading, as a person opening the task first sees it
+                tab = page.get_by_text(prefilled_by, exact=True)
+                if tab.count():
+                    tab.first.click()
+                    page.mouse.move(600, 820)  # away from the tab, so its tooltip closes
             page.wait_for_timeout(2000)  # the image and the regions
             page.screenshot(path=str(out / "label-studio-task.png"))
             made.append(out / "label-studio-task.png")
