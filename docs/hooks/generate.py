@@ -172,13 +172,6 @@ def configuration_page() -> str:
     return "\n".join(lines)
 
 
-def _home_paths(layout: Any) -> Iterator[tuple[str, Path, str]]:
-    """(name, path, docstring) of every property of the layout, in the order the class defines them."""
-    for name, member in vars(type(layout)).items():
-        if isinstance(member, property):
-            yield name, getattr(layout, name), " ".join((member.__doc__ or "").split())
-
-
 def _home_layout_section(settings: Any) -> str:
     import inkloop.home
 
@@ -192,7 +185,7 @@ def _home_layout_section(settings: Any) -> str:
         "| path | under INKLOOP_HOME | what it holds |",
         "|---|---|---|",
     ]
-    for name, path, doc in _home_paths(layout):
+    for name, path, doc in inkloop.home.described_paths(layout):
         where = Path(path).relative_to(_HOME_SENTINEL).as_posix() if path != _HOME_SENTINEL else "."
         lines.append(f"| `{name}` | `{where}` | {_cell(_prose(doc))} |")
     lines.append("")
