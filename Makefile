@@ -151,7 +151,7 @@ base-model-gpu: venv fonts $(DATA)/heldout/labels.jsonl
 test: venv fonts browser tesseract labelstudio
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# What needs no service (no PostgreSQL, no Label Studio, no browser) and no long work: about a minute.
+# What needs no service (no PostgreSQL, no Label Studio, no browser) and no long work: about two minutes.
 FAST := not postgres and not labelstudio and not browser and not slow
 test-fast: venv fonts
 	$(BIN)/python -m pytest -m "$(FAST)" $(PYTEST_ARGS)
