@@ -160,7 +160,7 @@ def train(
     val_metrics = card.metrics["val"]
     confidence = f", confidence ECE {val_metrics.confidence.ece:.3f}" if val_metrics.confidence else ""
     run = card.training
-    trained = f", {run.steps} steps in {run.wall_s:.0f} s on {run.device}" if run else ""
+    trained = f", {run.steps_text()} in {run.wall_s:.0f} s on {run.device}" if run else ""
     typer.echo(
         f"model {card.version} -> {result.artifact}: val CER {val_metrics.cer:.4f} on {val_metrics.pages} pages"
         f"{confidence}{trained}"

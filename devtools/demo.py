@@ -95,7 +95,9 @@ class DemoReport:
 
 def demo_retrain() -> RetrainParams:
     """The short CPU recipe of the demo (model/configs/retrain-demo.json): fewer steps, lines and replay pages than
-    the nightly retrain, at a gentle learning rate (at 1e-3 and 5e-4 the candidate learnt the clerk but read the
+    the nightly retrain (120 steps of 16 lines took 1.7 to 2.3 minutes on 2 cores; its 20-minute cap is a bound on a
+    machine far busier than that, not a budget the demo expects to spend: at 8 minutes, one run on a loaded VM
+    stopped at step 92), at a gentle learning rate (at 1e-3 and 5e-4 the candidate learnt the clerk but read the
     held-out hands up to 0.01 worse); a gate that times 3 rounds instead of 5 and reads 120 held-out pages (at 40,
     an unchanged mean still had an interval too wide to show it within the margin). The thresholds are the gate's
     defaults."""

@@ -92,12 +92,22 @@ class TrainingData(_Strict):
 
 class TrainingRun(_Strict):
     steps: int
+    planned_steps: int | None = Field(None, description="The steps the config asked for (max_steps).")
+    stopped_early: str | None = Field(
+        None, description="Why training ended before its planned steps, e.g. 'the 8-minute time cap'; None: it did not."
+    )
     wall_s: float = Field(description="This invocation: data loading, training, calibration, export.")
     fit_s: float | None = Field(None, description="Training itself, all resumed parts together.")
     device: str
     gpu: str | None = None
     precision: str | None = None
     best_checkpoint: str | None = None
+
+    def steps_text(self) -> str:
+        """ "120 steps", or "92 of 120 steps (stopped by the 8-minute time cap)" when training ended early."""
+        if self.stopped_early and self.planned_steps:
+            return f"{self.steps} of {self.planned_steps} steps (stopped by {self.stopped_early})"
+        return f"{self.steps} steps"
 
 
 class ModelCard(_Strict):

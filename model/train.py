@@ -19,7 +19,6 @@ from pytorch_lightning.callbacks import (
     LearningRateMonitor,
     ModelCheckpoint,
     RichProgressBar,
-    TQDMProgressBar,
 )
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
@@ -147,6 +146,7 @@ def train(
         auto_insert_metric_name=False,
     )
     interactive = sys.stderr.isatty()
+    name = version or out.name
     loggers: list[Logger] = [CSVLogger(out, name="logs")]
     if tracking is not None:
         board = TensorBoardLogger(tracking.root, name=tracking.run, version="", default_hp_metric=False)
@@ -163,9 +163,10 @@ def train(
         callbacks=[
             checkpoints,
             LearningRateMonitor(logging_interval="step"),
-            RichProgressBar() if interactive else TQDMProgressBar(refresh_rate=50),
+            RichProgressBar() if interactive else ProgressLines(name, config.max_steps),
             *callbacks,
         ],
+        enable_progress_bar=interactive,
         logger=loggers,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -221,6 +222,8 @@ def train(
         config=config.model_dump(mode="json"),
         training=TrainingRun(
             steps=int(trainer.global_step),
+            planned_steps=config.max_steps,
+            stopped_early=stopped_early(int(trainer.global_step), fit_seconds, config),
             wall_s=round(elapsed, 1),
             fit_s=round(fit_seconds, 1),
             device="cuda" if cuda else "cpu",
@@ -234,6 +237,51 @@ def train(
     card = add_int8(artifact, [(page.path, page.text) for page in data.val_pages])
     (out / "card.json").write_text(card.to_json() + "\n")
     return TrainResult(artifact=artifact, card=card)
+
+
+def stopped_early(steps: int, fit_seconds: float, config: TrainConfig) -> str | None:
+    """Why a run ended before the steps its config planned, in words for a person ("the 8-minute time cap"), or
+    None when it ran them all."""
+    if steps >= config.max_steps:
+        return None
+    if config.max_minutes and fit_seconds >= 0.95 * 60 * config.max_minutes:
+        return f"the {config.max_minutes:g}-minute time cap"
+    return "interrupted"
+
+
+class ProgressLines(pl.Callback):
+    """Training progress as plain lines on stderr when it is not a terminal (a log file, a CI job, `make demo`
+    piped), where a progress bar would sit at 0/N until it ends: a line every ~10% of the steps (at most one a
+    second), with the loss and the time left, and one per validation with its CER."""
+
+    def __init__(self, name: str, total: int) -> None:
+        self.name, self.total = name, total
+        self.every = max(1, total // 10)
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def _say(self, text: str) -> None:
+        print(f"training {self.name}: {text}", file=sys.stderr, flush=True)
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.started = time.monotonic()
+        self._say(f"{self.total} steps from step {trainer.global_step}")
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: object, *_: object) -> None:
+        step, now = trainer.global_step, time.monotonic()
+        if step % self.every and step != self.total or now - self.last < 1.0:
+            return
+        self.last = now
+        loss = outputs.get("loss") if isinstance(outputs, dict) else None
+        elapsed = now - self.started
+        left = elapsed / max(step, 1) * (self.total - step)
+        shown = f", loss {float(loss):.4f}" if loss is not None else ""
+        self._say(f"step {step}/{self.total}{shown}, {elapsed:.0f} s (about {left:.0f} s left)")
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        value = trainer.callback_metrics.get("val/cer")
+        if value is not None and not trainer.sanity_checking:
+            self._say(f"step {trainer.global_step}/{self.total}, val CER {float(value):.4f}")
 
 
 INT8_PAGES = 48  # validation pages the int8 graph is calibrated and checked on

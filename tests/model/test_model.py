@@ -222,6 +222,8 @@ def test_train_export_predict(trained: Path, paragraph_folder: Path) -> None:
         "line_height": 16, "max_line_width": 2048, "channels": 1, "ink": "1 = ink", "segmenter": SEGMENTER_VERSION
     }  # fmt: skip
     assert card.training is not None and card.training.steps == 4 and card.training.device == "cpu"
+    assert card.training.planned_steps == 4 and card.training.stopped_early is None
+    assert card.training.steps_text() == "4 steps"
     assert card.config is not None and card.config["net"]["widths"] == list(TINY_NET.widths)
     confidence = card.metrics["val"].confidence
     assert confidence is not None and confidence.pages == card.metrics["val"].pages
@@ -298,6 +300,20 @@ def test_pages_the_segmenter_cannot_split_give_a_clear_error(tmp_path: Path) -> 
     assert result.exit_code == 1
     assert "no training lines: on no page did the segmenter find as many lines" in result.output
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_its_time_cap_says_so_and_shows_progress_as_lines(
+    paragraph_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tiny_config(max_steps=10_000, max_minutes=0.002, val_every_steps=10_000)
+    run = train([paragraph_folder], [], tmp_path / "run", config, version="capped").card.training
+    assert run is not None and 0 < run.steps < 10_000 and run.planned_steps == 10_000
+    assert run.stopped_early == "the 0.002-minute time cap"
+    assert run.steps_text() == f"{run.steps} of 10000 steps (stopped by the 0.002-minute time cap)"
+    # Output is not a terminal here: progress comes as lines, not a bar that sits at 0/N.
+    err = capsys.readouterr().err
+    assert "training capped: 10000 steps from step 0" in err and "training capped: step " in err
 
 
 @pytest.mark.slow
