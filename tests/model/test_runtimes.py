@@ -64,3 +64,22 @@ def test_any_batch_shape_matches_torchscript() -> None:
         assert a.shape == b.shape == (batch, width // 4, b.shape[2])
         for row, n in enumerate(frames.tolist()):
             assert np.abs(a[row, :n] - b[row, :n]).max() < 1e-4
+
+
+def test_loading_in_onnx_prints_none_of_the_exporters_notes_and_keeps_other_lines(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The float ONNX graph is exported at every load; torch's C++ exporter prints six shape-inference notes on
+    file descriptor 2 each time (18 lines in a gate run). They are filtered out; anything else printed there in
+    the meantime is written back."""
+    import os
+
+    from model.export import _without_export_notes
+
+    capfd.readouterr()
+    Recognizer.load(SHIPPED_MODEL, runtime=Runtime.onnx)
+    assert "shape inference" not in capfd.readouterr().err
+    with _without_export_notes():
+        os.write(2, b"[W] Warning: The shape inference of prim::PackPadded type is missing, so ...\n")
+        os.write(2, b"a line another thread wrote\n")
+    assert capfd.readouterr().err == "a line another thread wrote\n"
