@@ -35,11 +35,12 @@ from devtools.segment_reference import library_kernels  # noqa: E402
 from inkloop.card import InputSpec, ModelCard  # noqa: E402
 from model.charset import Charset  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
-from model.export import Runtime, export, has_int8  # noqa: E402
+from model.export import export  # noqa: E402
 from model.nets.lines import LineNet  # noqa: E402
 from model.nets.reference import ReferenceTransformer  # noqa: E402
 from model.preprocess import prepare, to_grayscale  # noqa: E402
 from model.recognizer import SHIPPED_MODEL, Recognizer, open_image  # noqa: E402
+from model.runtimes import Runtime, has_int8  # noqa: E402
 from model.segment import VERSION as SEGMENTER_VERSION  # noqa: E402
 from model.segment import segment  # noqa: E402
 from synth.generate import SynthOptions, generate  # noqa: E402

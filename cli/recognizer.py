@@ -283,7 +283,7 @@ def quantize(
         raise InkloopError(f"--model {model_path}: no model file there")
 
     from inkloop.labels import read_labels
-    from model.export import INT8_MAX_CER, has_int8
+    from model.runtimes import INT8_MAX_CER, has_int8
     from model.train import add_int8
 
     card = add_int8(model_path, read_labels(data), limit=pages, data=str(data))

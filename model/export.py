@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import enum
 import logging
 import os
 import re
@@ -31,6 +30,7 @@ from inkloop.card import CardError, ModelCard
 from inkloop.files import atomic_write
 from model.charset import Charset
 from model.nets.lines import LineNet, LineNetConfig
+from model.runtimes import Runtime
 
 CARD = "card.json"
 INT8 = "int8.onnx"  # the network quantized to int8 (ONNX), when `embed_int8` accepted it
@@ -108,10 +108,6 @@ def load_artifact(path: Path) -> tuple[torch.jit.ScriptModule, ModelCard]:
     return module, card
 
 
-def has_int8(path: Path) -> bool:
-    return _load(path)[2] is not None
-
-
 def read_card(path: Path) -> ModelCard:
     return load_artifact(path)[1]
 
@@ -137,12 +133,6 @@ def eager_net(scripted: Any, card: ModelCard) -> LineNet:
     net = LineNet(len(Charset(card.charset)), config)
     net.load_state_dict(weights)
     return net.eval()
-
-
-class Runtime(enum.StrEnum):
-    torchscript = "torchscript"  # the artifact itself, frozen (batch norm folded into the convolutions)
-    onnx = "onnx"  # the artifact's network converted to ONNX at load time, run by ONNX Runtime (CPU)
-    onnx_int8 = "onnx-int8"  # the int8 graph embedded in the artifact (`embed_int8`), run by ONNX Runtime (CPU)
 
 
 class Session(Protocol):
@@ -229,8 +219,7 @@ def open_session(path: Path, runtime: Runtime | None = None, device: str = "cpu"
 # int8: the convolutions quantized statically (per-channel int8 weights, uint8 activations with ranges calibrated
 # on real line batches; the CPU's VNNI instructions run them), the LSTMs dynamically. About 1.8x faster than the
 # float graph on a 2-core CPU. model/train.py `add_int8` embeds it only where its CER on labelled pages is within
-# INT8_MAX_CER of the float graph's.
-INT8_MAX_CER = 0.002
+# INT8_MAX_CER (model/runtimes.py) of the float graph's.
 
 
 def quantize_int8(net: LineNet, line_height: int, batches: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:

@@ -16,9 +16,10 @@ from inkloop.errors import InkloopError
 from model.charset import Charset
 from model.confidence import Calibration
 from model.decode import Decoded, geometric_mean, greedy
-from model.export import Runtime, Session, open_session
+from model.export import Session, open_session
 from model.nets.lines import LineNet
 from model.preprocess import ImageInputError, line_input, page_lines
+from model.runtimes import Runtime
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "artifacts" / "base.pt"
 

@@ -30,7 +30,6 @@ from model.confidence import confidence_report, fit
 from model.config import TrainConfig
 from model.data import FolderDataModule
 from model.export import (
-    INT8_MAX_CER,
     OnnxSession,
     Runtime,
     embed_int8,
@@ -42,6 +41,7 @@ from model.export import (
 from model.lit import LitRecognizer, seed_everything, transfer_weights
 from model.nets.lines import LineNet, LineNetConfig
 from model.recognizer import Recognizer, open_image
+from model.runtimes import INT8_MAX_CER
 from model.segment import VERSION as SEGMENTER_VERSION
 
 log = logging.getLogger(__name__)

@@ -21,11 +21,12 @@ from model.charset import BLANK, Charset
 from model.confidence import Calibration, cer_coverage_auc, expected_calibration_error, fit
 from model.config import TrainConfig
 from model.decode import greedy
-from model.export import INT8_MAX_CER, Runtime, export, has_int8, read_card
+from model.export import export, read_card
 from model.lit import LitRecognizer
 from model.nets.lines import LineNet, LineNetConfig
 from model.preprocess import prepare_lines
 from model.recognizer import ModelLoadError, Recognizer
+from model.runtimes import INT8_MAX_CER, Runtime, has_int8
 from model.segment import VERSION as SEGMENTER_VERSION
 from model.train import TrainingError, train
 from tests.support.pages import draw_page, write_folder

@@ -11,8 +11,9 @@ import pytest
 
 from inkloop.labels import read_labels
 from inkloop.text import corpus_cer
-from model.export import INT8_MAX_CER, Runtime, eager_net, export, has_int8, load_artifact
+from model.export import eager_net, export, load_artifact
 from model.recognizer import SHIPPED_MODEL, ModelLoadError, Recognizer
+from model.runtimes import INT8_MAX_CER, Runtime, has_int8
 from synth.fonts import FontSet
 from synth.generate import SynthOptions, generate
 
