@@ -23,8 +23,10 @@ import io
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +44,15 @@ from inkloop.files import write_bytes_atomic
 from inkloop.labels import read_records
 from inkloop.text import cer
 from model.data import LineItem, Page, load_lines
-from model.export import Runtime, has_int8
 from model.gate_html import render
 from model.gates import (
+    AS_SERVED,
     Check,
     GateConfig,
     GateResult,
     PageRead,
     ScoredPage,
+    Serving,
     calibration_check,
     gate_result,
     interleaved_seconds,
@@ -64,6 +67,7 @@ from model.golden import GOLDEN_DIR
 from model.memorize import eager_recognizer, line_losses, memorize
 from model.recognizer import SHIPPED_MODEL, Prediction, Recognizer
 from model.registry import ensure_champion, materialize, record_gate, who
+from model.runtimes import Runtime, has_int8, runtime_reason, runtimes_of, shared_runtime
 from synth.fonts import FontSet
 from synth.generate import SynthOptions, generate
 
@@ -315,14 +319,21 @@ def run_gates(context: FlowContext, params: GateParams, picked: GatePick) -> tup
     started = time.perf_counter()
     # The test pages first, then the other frozen pages: enough pages that a round is not a few milliseconds of noise.
     timed = [p.image for p in sorted(pages, key=lambda p: p.set != "test")][: config.speed_pages]
-    times = interleaved_seconds(
-        {
-            "champion": lambda: champion.predict_images(timed, batch_size=32),
-            "candidate": lambda: candidate.predict_images(timed, batch_size=32),
-        },
-        config.speed_rounds,
-    )
-    checks.append(speed_check(times, config, len(timed)))
+    # Both in the fastest runtime they share (the networks compared, not the runtimes), and each as it serves
+    # where that differs (for the report).
+    runtime = shared_runtime(runtimes_of(candidate_path), runtimes_of(champion_path))
+    serving = {
+        name: Serving(model.runtime, runtime_reason(model.card, model.runtime))
+        for name, model in (("candidate", candidate), ("champion", champion))
+    }
+    readers: dict[str, Callable[[], object]] = {}
+    for name, model, path in (("champion", champion, champion_path), ("candidate", candidate, candidate_path)):
+        like = model if model.runtime is runtime else Recognizer.load(path, runtime=runtime)
+        readers[name] = partial(like.predict_images, timed, batch_size=32)
+        if like is not model:
+            readers[name + AS_SERVED] = partial(model.predict_images, timed, batch_size=32)
+    times = interleaved_seconds(readers, config.speed_rounds)
+    checks.append(speed_check(times, config, len(timed), runtime, serving))
     seconds["speed"] = round(time.perf_counter() - started, 2)
 
     images = {f"{p.set}/{p.key}": _png(p.image) for p in pages}

@@ -10,6 +10,7 @@ from model.gates import (
     GateConfig,
     PageRead,
     ScoredPage,
+    Serving,
     calibration_check,
     gate_result,
     memorization_check,
@@ -21,6 +22,7 @@ from model.gates import (
     worse_pages,
 )
 from model.memorize import Memorized
+from model.runtimes import Runtime
 
 
 def test_identical_models_give_an_interval_that_contains_zero() -> None:
@@ -122,12 +124,48 @@ def test_worse_pages_come_largest_increase_first() -> None:
     assert worse[0].candidate_cer == 0.2 and worse[0].champion_cer == 0.0
 
 
+INT8 = Serving(Runtime.onnx_int8, "its int8 graph")
+SAME = {"candidate": INT8, "champion": INT8}
+
+
 def test_speed_passes_within_the_tolerance_and_fails_beyond_it() -> None:
     config = GateConfig(speed_tolerance=0.2, speed_rounds=3)
-    fine = speed_check({"champion": [1.0, 1.1, 0.9], "candidate": [1.1, 1.15, 1.2]}, config, pages=10)
-    slow = speed_check({"champion": [1.0, 1.0, 1.0], "candidate": [1.3, 1.25, 1.4]}, config, pages=10)
+    fine = speed_check(
+        {"champion": [1.0, 1.1, 0.9], "candidate": [1.1, 1.15, 1.2]}, config, 10, Runtime.onnx_int8, SAME
+    )
+    slow = speed_check(
+        {"champion": [1.0, 1.0, 1.0], "candidate": [1.3, 1.25, 1.4]}, config, 10, Runtime.onnx_int8, SAME
+    )
     assert fine.passed and not slow.passed
-    assert "1.30x beyond" in slow.summary
+    assert "1.30x beyond" in slow.summary and "both in onnx-int8" in slow.summary
+
+
+def test_speed_compares_rounds_pairwise_so_one_busy_moment_does_not_decide() -> None:
+    """The machine slowed down during the last two rounds, for both models alike: each round's ratio is ~1."""
+    config = GateConfig(speed_tolerance=0.2, speed_rounds=5)
+    times = {"champion": [1.0, 1.0, 1.0, 2.0, 2.1], "candidate": [1.02, 0.99, 1.01, 2.05, 2.1]}
+    check = speed_check(times, config, 10, Runtime.onnx_int8, SAME)
+    assert check.passed and check.details["ratio"] == pytest.approx(1.01, abs=0.01)
+
+
+def test_a_candidate_without_int8_is_timed_like_with_like_and_its_runtime_is_reported() -> None:
+    """The candidate's int8 graph was left out, the champion's kept: both are timed in float ONNX (equal
+    networks: 1.0x), and the report says what each serves with, why, and what that costs as served."""
+    config = GateConfig(speed_tolerance=0.2, speed_rounds=3)
+    serving = {
+        "candidate": Serving(Runtime.onnx, "int8 left out, more than 0.002 worse than float (int8 CER 0.0226, ...)"),
+        "champion": INT8,
+    }
+    times = {"candidate": [1.5, 1.5, 1.5], "champion": [1.5, 1.52, 1.49], "champion as served": [1.0, 1.0, 1.0]}
+    check = speed_check(times, config, 32, Runtime.onnx, serving)
+    assert check.passed
+    assert "both in onnx:" in check.summary
+    assert "the candidate serves with onnx (int8 left out, more than 0.002 worse" in check.summary
+    assert "the champion with onnx-int8: as served, 1.50x the champion's time (for information)" in check.summary
+    assert check.details["serving"] == {
+        "candidate": {"runtime": "onnx", "reason": serving["candidate"].reason},
+        "champion": {"runtime": "onnx-int8", "reason": "its int8 graph"},
+    }
 
 
 def test_export_parity_tolerates_a_flipped_near_tie_and_fails_an_export_bug() -> None:
