@@ -32,7 +32,7 @@ table{border-collapse:collapse;width:100%} th,td{padding:4px 8px;border-bottom:1
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap} tr.set th{background:#f6f8fa}
 tr.failed td{background:#ffebe9} .tag{font-size:11px;color:#8250df;margin-left:4px}
 .badge{color:#fff;border-radius:10px;padding:1px 9px;font-size:12px;font-weight:700}
-.badge.pass{background:#1a7f37} .badge.fail{background:#cf222e}
+.badge.pass{background:#1a7f37} .badge.fail{background:#cf222e} .badge.info{background:#8c959f}
 svg{max-width:100%;height:auto;font:12px system-ui,sans-serif}
 .page{border:1px solid #d0d7de;padding:10px;margin:12px 0} .page th{width:130px;vertical-align:top}
 .page img{display:block;margin:6px 0;max-width:min(480px,100%);height:auto;border:1px solid #d8dee4}
@@ -57,6 +57,11 @@ def _cer(value: float | None) -> str:
 
 def _badge(passed: bool) -> str:
     return '<span class="badge pass">pass</span>' if passed else '<span class="badge fail">fail</span>'
+
+
+def _slice_badge(s: SliceResult) -> str:
+    """A slice too small to decide shows grey "info": a green "pass" would claim a verdict it cannot give."""
+    return _badge(s.passed) if s.decisive or not s.passed else '<span class="badge info">info</span>'
 
 
 def _header(result: GateResult) -> str:
@@ -104,7 +109,7 @@ def _slices(result: GateResult) -> str:
                 f"{row}<td>{escape(s.name)}{tag}</td>"
                 f'<td class="n">{s.pages}</td><td class="n">{_cer(s.champion_cer)}</td>'
                 f'<td class="n">{_cer(s.candidate_cer)}</td><td class="n">{delta}</td>'
-                f"<td>{'decisive' if s.decisive else 'reported, not decisive'}</td><td>{_badge(s.passed)}</td>"
+                f"<td>{'decisive' if s.decisive else 'reported, not decisive'}</td><td>{_slice_badge(s)}</td>"
                 f"<td>{escape(s.note)}</td></tr>"
             )
     rule = (

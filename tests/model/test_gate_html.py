@@ -191,3 +191,14 @@ def test_the_report_renders_in_chromium(browser: Browser, tmp_path: Path) -> Non
     if shown:
         Path(shown).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, Path(shown) / "gate_report.png")
+
+
+def test_a_slice_too_small_to_decide_shows_no_pass_badge() -> None:
+    page = render(_result(), _images())
+    rows = re.findall(r"<tr><td>([^<]+)</td>.*?<td>(decisive|reported, not decisive)</td><td>(.*?)</td>", page)
+    assert rows, "no slice rows found"
+    for name, decisive, badge in rows:
+        if decisive == "decisive":
+            assert 'class="badge pass"' in badge, name
+        else:
+            assert 'class="badge info">info<' in badge, name
