@@ -36,9 +36,8 @@ def demo(
     from devtools.demo import run_demo  # imports prefect: only once use_prefect has chosen its API
 
     def stop_prefect() -> None:
-        if once and started:
-            prefect_server.flush()
-            prefect_server.down(local)
+        prefect_server.flush()
+        prefect_server.down(local)
 
     run_demo(
         settings,
@@ -47,7 +46,7 @@ def demo(
         once=once,
         echo=typer.echo,
         prefect=where,
-        stop_prefect=stop_prefect,
+        stop_prefect=stop_prefect if once and started else None,
         show=lambda report: print_report(report, settings, typer.echo),
     )
 
@@ -101,9 +100,13 @@ def print_report(report: DemoReport, settings: Settings, echo: Callable[[str], o
     else:  # the step did not run, or failed: its line says why
         echo(f"drift        {drift.drift if drift is not None else 'not run'}")
     echo("drift UI     inkloop drift ui   (Evidently's UI on every report, http://127.0.0.1:8001)")
-    echo(f"flow runs    {report.prefect}")
+    flows_stop = " (stops now: inkloop prefect up starts it again)" if "the Prefect server" in report.stopping else ""
+    echo(f"flow runs    {report.prefect}{flows_stop}")
     project = f"/projects/{report.ls_project_id}/data" if report.ls_project_id else ""
-    echo(f"annotate     {report.label_studio_url}{project}{login}: {waiting} tasks wait for a person")
+    ls_stops = " (stops now: inkloop labelstudio up starts it again)" if "Label Studio" in report.stopping else ""
+    echo(f"annotate     {report.label_studio_url}{project}{login}: {waiting} tasks wait for a person{ls_stops}")
+    if report.stopping:
+        echo(f"stopping     {', '.join(report.stopping)} (--once; without it they stay up until Ctrl-C)")
     echo(f"took         {report.seconds / 60:.1f} min")
 
 

@@ -89,7 +89,9 @@ class DemoReport:
     before: tuple[str, float] | None = None  # (model, CER) on the second wave's pages, read offline
     after: tuple[str, float] | None = None
     champion: str = ""
+    champion_runtime: str = ""  # what the endpoint serves the champion with (/healthz)
     lineage_request: str | None = None
+    stopping: list[str] = field(default_factory=list)  # the services that stop when the demo ends (--once)
     seconds: float = 0.0
 
 
@@ -138,6 +140,10 @@ def start_endpoint(settings: Settings, port: int, log: Path, timeout_s: float = 
 
 def served_model(base_url: str) -> str:
     return str(httpx.get(f"{base_url}/healthz", timeout=10).json().get("model_version", ""))
+
+
+def served_runtime(base_url: str) -> str:
+    return str(httpx.get(f"{base_url}/healthz", timeout=10).json().get("model_runtime", ""))
 
 
 def wait_for_model(base_url: str, version: str, timeout_s: float = 120.0) -> None:
@@ -209,11 +215,11 @@ def run_demo(
     once: bool,
     echo: Echo,
     prefect: str,
-    stop_prefect: Callable[[], object],
+    stop_prefect: Callable[[], object] | None,
     show: Callable[[DemoReport], object],
 ) -> DemoReport:
     """The demo's steps; `prefect` says where the flow runs show, `show` prints the report at the end (the CLI's
-    renderers), `stop_prefect` stops the Prefect server the demo started (with `once`, at the end)."""
+    renderers), `stop_prefect` stops the Prefect server the demo started, when it stops at the end (`once`)."""
     started = time.perf_counter()
     report = DemoReport(endpoint=f"http://127.0.0.1:{port}", prefect=prefect)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -240,6 +246,9 @@ def run_demo(
         echo(f"endpoint     {report.endpoint} (the page at /, the API at /docs)")
         steps(report, settings, pages=pages, echo=echo)
         report.seconds = time.perf_counter() - started
+        if once:
+            report.stopping = ["the endpoint", *(["Label Studio"] if started_ls else [])]
+            report.stopping += ["the Prefect server"] if stop_prefect is not None else []
         show(report)
         if not once:
             echo("\nThe services keep running; press Ctrl-C to stop them.")
@@ -256,7 +265,8 @@ def run_demo(
             endpoint.kill()
         if started_ls:
             label_studio_server.down(ls)
-        stop_prefect()
+        if stop_prefect is not None:
+            stop_prefect()
     return report
 
 
@@ -299,6 +309,8 @@ def steps(
     report.champion = champion_version(settings)
     echo(f"champion     {report.champion}; waiting for the endpoint to swap")
     wait_for_model(report.endpoint, report.champion, timeout_s=settings.model_refresh_seconds * 6 + 60)
+    report.champion_runtime = served_runtime(report.endpoint)
+    echo(f"swapped      the endpoint serves {report.champion} with {report.champion_runtime}")
 
     report.waves["second"] = sent(report.endpoint, "second", second)
     echo(f"second wave  {len(second)} pages of the shift, read by {report.champion}")

@@ -5,6 +5,8 @@ read by the new champion, and the report says all of it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cli.demo import print_report
@@ -44,6 +46,8 @@ def test_the_demo_takes_the_shift_to_a_better_champion(loop: Loop, monkeypatch: 
     retrained = report.loops["retrain"]
     assert retrained.failed == [] and retrained.retrain.endswith("gate passed yes; promoted yes"), output
     assert report.champion == "m-0001"
+    assert report.champion_runtime in ("onnx-int8", "onnx")
+    assert f"swapped      the endpoint serves m-0001 with {report.champion_runtime}" in output, output
     assert report.waves["second"].served_cer()[1] == ["m-0001"]  # the endpoint swapped before the second wave
     assert report.waves["shift"].served_cer()[1] == [SHIPPED_VERSION]
     assert report.before is not None and report.after is not None
@@ -58,3 +62,31 @@ def test_the_demo_takes_the_shift_to_a_better_champion(loop: Loop, monkeypatch: 
         "tasks wait for a person",
     ):
         assert shown in output, output
+
+
+def test_with_once_the_report_says_which_services_stop_and_how_to_start_them_again(
+    sqlite_url: str, inkloop_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The closing list names UIs the demo stops right after printing it (--once): each says so."""
+    from db.migrate import upgrade
+
+    upgrade(sqlite_url)
+    monkeypatch.setenv("INKLOOP_DATABASE_URL", sqlite_url)
+    report = DemoReport(
+        endpoint="http://127.0.0.1:8000",
+        prefect="the local Prefect server at http://127.0.0.1:4200",
+        label_studio_url="http://127.0.0.1:8080",
+        ls_project_id=1,
+        stopping=["the endpoint", "Label Studio", "the Prefect server"],
+    )
+    lines: list[str] = []
+    print_report(report, load_settings(), lines.append)
+    output = "\n".join(lines)
+    assert "flow runs    the local Prefect server at http://127.0.0.1:4200 (stops now: inkloop prefect up" in output
+    assert "tasks wait for a person (stops now: inkloop labelstudio up starts it again)" in output
+    assert "stopping     the endpoint, Label Studio, the Prefect server (--once; without it" in output
+    lines.clear()
+    print_report(
+        DemoReport(prefect="the local Prefect server", label_studio_url="http://x"), load_settings(), lines.append
+    )
+    assert not any("stops now" in line or line.startswith("stopping") for line in lines)
