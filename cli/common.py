@@ -8,9 +8,10 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
@@ -24,18 +25,37 @@ _STOP_S = 10.0  # how long a server in the foreground gets to exit after Ctrl-C 
 
 
 class OneLineErrors(TyperGroup):
-    """Turn exceptions from any command into `inkloop: error: ...` and exit code 1."""
+    """Turn exceptions from any command into `inkloop: error: ...` and exit code 1; a usage error (an unknown
+    option, a value of the wrong type or out of range) into one such line too, with exit code 2 (the convention for
+    usage errors) and where the help is."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except UsageError as exc:  # the root's own options: inkloop --bogus
+            _usage_error(exc)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, TyperException):  # usage errors and exits keep typer's handling
+        except NoArgsIsHelpError:  # `inkloop models` alone prints the group's help
+            raise
+        except UsageError as exc:
+            _usage_error(exc)
+        except (typer.Exit, typer.Abort, TyperException):
             raise
         except Exception as exc:
             if ctx.find_root().params.get("debug"):
                 raise
             typer.echo(f"inkloop: error: {one_line(exc)}", err=True)
             raise typer.Exit(1) from None
+
+
+def _usage_error(exc: UsageError) -> NoReturn:
+    command = exc.ctx.command_path if exc.ctx is not None else "inkloop"
+    message = " ".join(exc.format_message().split())
+    typer.echo(f"inkloop: error: {message} (see {command} --help)", err=True)
+    raise typer.Exit(exc.exit_code)
 
 
 def one_line(exc: BaseException) -> str:

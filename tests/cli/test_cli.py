@@ -129,6 +129,24 @@ def test_subprocess_errors_have_no_traceback(inkloop_home: Path) -> None:
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("serve", "--port", "abc"), "Invalid value for '--port': Input should be a valid integer, unable to parse "
+         "string as an integer (see inkloop serve --help)"),
+        (("synth", "--count", "-5", "--out", "x"), "Invalid value for '--count': Input should be greater than or "
+         "equal to 1 (see inkloop synth --help)"),
+        (("--bogus",), "No such option: --bogus (see inkloop --help)"),
+        (("models", "promot"), "No such command 'promot'. Did you mean 'promote'? (see inkloop models --help)"),
+    ],
+)  # fmt: skip
+def test_usage_errors_are_one_line_with_exit_code_2(args: tuple[str, ...], line: str) -> None:
+    """Like every other mistake, one line on stderr, not a boxed usage block; exit code 2 is the convention for a
+    command line that could not be parsed (1: the command ran and failed)."""
+    result = run_inkloop(*args)
+    assert (result.returncode, result.stderr, result.stdout) == (2, f"inkloop: error: {line}\n", "")
+
+
 def test_subprocess_init_and_status_on_postgresql(postgres_url: str, inkloop_home: Path) -> None:
     # A password in the URL must never be printed (trust auth accepts and ignores it).
     url = make_url(postgres_url).set(password="s3cret-pw").render_as_string(hide_password=False)
