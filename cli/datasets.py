@@ -10,6 +10,7 @@ import typer
 
 from cli.common import choice, database, group, print_fields
 from inkloop.domain import Split
+from inkloop.untrusted import checked_text
 
 datasets_app = group("Dataset versions: frozen, leakage-free train/val/test sets built from the annotations.")
 
@@ -27,6 +28,8 @@ def datasets_build(
     description: Annotated[str | None, typer.Option("--description", help="A note kept with the version.")] = None,
 ) -> None:
     """Freeze the completed annotations into a new version (nothing new: nothing is created)."""
+    if description is not None:
+        checked_text(description, what="--description")
     import time
 
     from flows.dataset import DatasetParams, build_version

@@ -14,6 +14,7 @@ import typer
 from cli.common import foreground, group, print_fields, require_free_port
 from inkloop.errors import InkloopError
 from inkloop.settings import load_settings
+from inkloop.untrusted import checked_text
 
 drift_app = group("Drift reports: the reference window, and Evidently's UI on their history.")
 
@@ -44,6 +45,8 @@ def reference(
     from db import repo
     from db.ready import ready_session
 
+    if reason is not None:
+        checked_text(reason, what="--reason")
     if clear and (start or end):
         raise InkloopError("--clear takes no --from or --to")
     if (start is None) != (end is None):

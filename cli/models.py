@@ -13,11 +13,12 @@ import typer
 from sqlalchemy.orm import Session
 
 from cli.common import database, group
-from db.models import ModelVersion
+from db.models import VERSION_LEN, ModelVersion
 from inkloop.card import ModelCard
 from inkloop.domain import ModelStatus
 from inkloop.errors import InkloopError
 from inkloop.store import ImageStore
+from inkloop.untrusted import checked_text
 
 if TYPE_CHECKING:
     from db.models import GateReport, Promotion, TrainingRun
@@ -77,6 +78,8 @@ def models_register(
     promote: Annotated[bool, typer.Option("--promote", help="Make it the champion right away.")] = False,
 ) -> None:
     """Copy an artifact into the store and record it as a candidate (or the champion, with --promote)."""
+    if version is not None:  # before loading the model code: the command line alone is wrong
+        checked_text(version, what="--version", one_line=True, max_length=VERSION_LEN)
     from model import registry
 
     with database() as (settings, session):
@@ -350,6 +353,8 @@ def models_promote(
     it (the OS user) and why are recorded (`inkloop models show VERSION` lists them)."""
     if force and not (reason and reason.strip()):
         raise InkloopError(NEEDS_REASON)  # before opening the database: the command line alone is wrong
+    if reason is not None:
+        checked_text(reason, what="--reason")
     with database() as (_, session):
         change = _promoted(session, version, force=force, reason=reason)
     if not change.changed:

@@ -58,6 +58,7 @@ NAMING_CONVENTION = {
 }
 
 SHA256_LEN = 64
+VERSION_LEN = 64  # the name of a model or dataset version ("m-0001", "ds-0001", a name given at registration)
 # A BIGINT primary key on PostgreSQL; SQLite only auto-increments a column declared exactly INTEGER.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -271,7 +272,7 @@ class DatasetVersion(Base):
     __tablename__ = "dataset_versions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    version: Mapped[str] = mapped_column(String(64), unique=True)
+    version: Mapped[str] = mapped_column(String(VERSION_LEN), unique=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
     content_hash: Mapped[str] = mapped_column(String(SHA256_LEN), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
@@ -319,7 +320,7 @@ class ModelVersion(Base):
     __tablename__ = "model_versions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    version: Mapped[str] = mapped_column(String(64), unique=True)
+    version: Mapped[str] = mapped_column(String(VERSION_LEN), unique=True)
     status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus, "model_status"), default=ModelStatus.candidate)
     artifact_key: Mapped[str] = mapped_column(String(512))
     card: Mapped[dict[str, Any] | None]

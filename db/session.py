@@ -16,20 +16,24 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from db import guard
 from inkloop.errors import DatabaseError, SchemaNotReadyError, first_line
 from inkloop.settings import Settings
 from inkloop.wait import WaitTimeoutError, wait_until
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`. For SQLite the parent folder must exist (`inkloop init` creates it)."""
+    """An engine for `url`. For SQLite the parent folder must exist (`inkloop init` creates it). Every statement's
+    parameters pass db/guard.py, so both databases refuse a text neither can store the same way."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    event.listen(engine, "before_cursor_execute", guard.check_statement)
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -67,7 +71,11 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions on `engine` whose writes pass db/guard.py, column by column, before they are flushed."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    event.listen(factory, "before_flush", guard.check_flush)
+    event.listen(factory, "do_orm_execute", guard.check_orm_statement)
+    return factory
 
 
 @contextmanager

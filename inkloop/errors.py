@@ -42,6 +42,11 @@ class SchemaNotReadyError(DatabaseError):
     """The database has no inkloop schema, or an older one than this code needs."""
 
 
+class InvalidTextError(InkloopError):
+    """A text from outside holds what inkloop never stores (a NUL or another control character, a lone surrogate),
+    or is longer than its field or column allows; the message names the field (inkloop/untrusted.py)."""
+
+
 class NotFoundError(InkloopError):
     """A referenced row (request id, model version, ...) does not exist."""
 
