@@ -12,18 +12,20 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from inkloop import __version__
 from inkloop.settings import Settings, load_settings
 from serving import errors
+from serving.bodylimit import BodyLimit, Bound
 from serving.routes import feedback, operations, predict
 from serving.routes.operations import STATIC
+from serving.schemas import FEEDBACK_MAX_BYTES, FORM_FRAMING_BYTES
 from serving.state import State
+from serving.uploads import Limits
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +62,18 @@ def create_app(settings: Settings | None = None, model_path: Path | None = None)
     )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.middleware("http")
-    async def refuse_oversized_bodies(request: Request, call_next: Any) -> Any:
-        # Refuse before the multipart parser spools a huge body to disk. 64 KiB covers the form's own framing.
-        declared = request.headers.get("content-length", "")
-        size = int(declared) if declared.isdigit() else 0
-        if request.url.path == errors.PREDICT_PATH and size > settings.max_upload_bytes + 65536:
-            message = f"the request body is {size:,} bytes; images are limited to {settings.max_upload_bytes:,}"
-            return await errors.reject(request, "too_many_bytes", message, 413, byte_size=size)
-        return await call_next(request)
+    # Bodies are bounded before any route reads them: an upload before the multipart parser spools it to disk
+    # (FORM_FRAMING_BYTES covers the form's own framing), a feedback body before it is read whole.
+    upload_bound = Bound(
+        settings.max_upload_bytes + FORM_FRAMING_BYTES,
+        f"images are limited to {settings.max_upload_bytes:,}",
+        counted=True,
+    )
+    feedback_bound = Bound(FEEDBACK_MAX_BYTES, f"a feedback body is limited to {FEEDBACK_MAX_BYTES:,}")
+    app.add_middleware(BodyLimit, bounds={errors.PREDICT_PATH: upload_bound, feedback.PATH: feedback_bound})
 
     errors.install(app)
-    for router in (predict.router, feedback.router, operations.router):
+    limits = Limits(settings.max_upload_bytes, settings.max_image_pixels)
+    for router in (predict.router(limits), feedback.router, operations.router):
         app.include_router(router)
     return app

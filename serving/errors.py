@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from inkloop.errors import InvalidTextError
+
 PREDICT_PATH = "/v1/predict"
 
 
@@ -41,6 +43,11 @@ def install(app: FastAPI) -> None:
         if request.url.path == PREDICT_PATH:
             return await reject(request, "invalid_request", "; ".join(parts), 422)
         return error(422, "invalid_request", "; ".join(parts))
+
+    @app.exception_handler(InvalidTextError)
+    async def refused_text(request: Request, exc: InvalidTextError) -> JSONResponse:
+        # The database guard's refusal (db/guard.py) of a text no entry check caught: the client's text, so a 422.
+        return error(422, "invalid_request", str(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

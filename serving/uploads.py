@@ -17,6 +17,17 @@ from inkloop.images import FORMATS, sniff
 # read as its first image; every other format must hold exactly one frame.
 # Modes the recognizer reads (model/preprocess.py); others (LAB, HSV, YCbCr in a TIFF...) are refused.
 MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "I;16", "I;16L", "I;16B", "I", "F"}
+# The media type of each accepted format, for the API's schema (the multipart encoding of `image`). An MPO is a JPEG
+# to every client (its first image is one), so it has no type of its own.
+MEDIA_TYPES = {
+    "PNG": "image/png",
+    "JPEG": "image/jpeg",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+    "BMP": "image/bmp",
+    "GIF": "image/gif",
+}
+ACCEPTED_FORMATS = ", ".join(list(MEDIA_TYPES)[:-1]) + " or " + list(MEDIA_TYPES)[-1]
 
 
 class RejectedUpload(InkloopError):

@@ -11,13 +11,21 @@ from db import repo
 from db.session import session_scope
 from inkloop.errors import NotFoundError
 from serving.errors import error
-from serving.schemas import FEEDBACK_ERRORS, FeedbackRequest, FeedbackResponse
+from serving.schemas import FEEDBACK_ERRORS, FEEDBACK_MAX_BYTES, FeedbackRequest, FeedbackResponse
 from serving.state import AppState
 
+PATH = "/v1/feedback"
 router = APIRouter(tags=["feedback"])
+BODY = {"description": f"At most {FEEDBACK_MAX_BYTES:,} bytes; a larger body is refused (413) as it arrives."}
 
 
-@router.post("/v1/feedback", status_code=201, response_model=FeedbackResponse, responses=FEEDBACK_ERRORS)
+@router.post(
+    PATH,
+    status_code=201,
+    response_model=FeedbackResponse,
+    responses=FEEDBACK_ERRORS,
+    openapi_extra={"requestBody": BODY},
+)
 async def feedback(state: AppState, body: FeedbackRequest) -> Any:
     """Flag a prediction; a correction is stored as a user-supplied label that annotators review."""
 

@@ -1,7 +1,7 @@
 """POST /v1/predict: read a paragraph image; a 200 means the image and its request-log row are stored."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the route's annotations are evaluated when `router` builds it, as they
+# hold this server's limits (a string annotation would be resolved later, where those names do not exist).
 import logging
 import time
 import uuid
@@ -13,35 +13,52 @@ from starlette.concurrency import run_in_threadpool
 
 from serving.errors import PREDICT_PATH, error
 from serving.requestlog import Entry, NotRecorded
-from serving.schemas import PREDICT_ERRORS, PredictResponse
-from serving.state import AppState
-from serving.uploads import RejectedUpload, check_upload
+from serving.schemas import OneLine, PredictResponse, predict_errors
+from serving.state import AppState, State
+from serving.uploads import ACCEPTED_FORMATS, MEDIA_TYPES, Limits, RejectedUpload, check_upload
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["predict"])
 
 
-# minLength: an empty file is refused (400 empty_image), so the schema must not call it valid.
-ImageField = Annotated[
-    UploadFile, File(description="The page: PNG, JPEG, WEBP, TIFF, BMP or GIF.", json_schema_extra={"minLength": 1})
-]
-
-# Printable text only: PostgreSQL refuses NUL in text, and an id with control characters is a client's bug.
-DocumentField = Annotated[
-    str | None,
-    Form(
-        description="Optional: your id of the writer, form or document this page belongs to. Pages that share it "
-        "are kept together when inkloop splits its training and test data.",
+def router(limits: Limits) -> APIRouter:
+    """The route, its schema stating `limits` (a server's INKLOOP_MAX_UPLOAD_BYTES and INKLOOP_MAX_IMAGE_PIXELS)."""
+    routes = APIRouter(tags=["predict"])
+    # minLength: an empty file is refused (400 empty_image); maxLength counts the file's bytes, as for every binary
+    # string. The form's encoding names the accepted formats' media types (the server reads the bytes, whatever the
+    # part's Content-Type says), and the fuzzer draws real images of those types (tests/serving/test_openapi.py).
+    image_file = File(
+        description=f"The page: an image file in one of the accepted formats ({ACCEPTED_FORMATS}), one frame, at "
+        f"most {limits.max_bytes:,} bytes and {limits.max_pixels:,} pixels. The bytes decide the format, not the "
+        "file name or the part's Content-Type; anything else is refused (415 `not_an_image`, `unsupported_format`).",
+        json_schema_extra={"minLength": 1, "maxLength": limits.max_bytes},
+    )
+    # One line, by the rule for text from outside (inkloop/untrusted.py): an id with a control character is a bug.
+    document_form = Form(
+        description="Optional: your id of the writer, form or document this page belongs to, one line of at most "
+        "128 characters. Pages that share it are kept together when inkloop splits its training and test data.",
         min_length=1,
         max_length=128,
-        pattern=r"^[^\x00-\x1f\x7f]+$",
-    ),
-]
+    )
+    encoding = {"image": {"contentType": ", ".join(MEDIA_TYPES.values())}}
+
+    @routes.post(
+        PREDICT_PATH,
+        response_model=PredictResponse,
+        responses=predict_errors(max_bytes=limits.max_bytes, max_pixels=limits.max_pixels),
+        openapi_extra={"requestBody": {"content": {"multipart/form-data": {"encoding": encoding}}}},
+    )
+    async def predict(
+        state: AppState,
+        image: Annotated[UploadFile, image_file],
+        document: Annotated[OneLine | None, document_form] = None,
+    ) -> Any:
+        """Read the paragraph in `image`. A 200 means the image and the request's row are stored."""
+        return await _predict(state, image, document)
+
+    return routes
 
 
-@router.post(PREDICT_PATH, response_model=PredictResponse, responses=PREDICT_ERRORS)
-async def predict(state: AppState, image: ImageField, document: DocumentField = None) -> Any:
-    """Read the paragraph in `image`. A 200 means the image and the request's row are stored."""
+async def _predict(state: State, image: UploadFile, document: str | None) -> Any:
     started = time.perf_counter()
     data = await image.read(state.limits.max_bytes + 1)
     try:

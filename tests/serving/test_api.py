@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import socket
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
 
 from inkloop.store import sha256_hex
+from serving.schemas import FEEDBACK_MAX_BYTES, FORM_FRAMING_BYTES
 from tests.support.paths import GOLDEN
 from tests.support.servers import LiveServer
 from tests.support.uploads import BAD
@@ -163,3 +167,131 @@ def test_every_image_mode_a_phone_or_scanner_sends_is_read(live: LiveServer) -> 
         assert response.json()["text"], fmt
         row = next(r for r in live.rows() if r.request_id == response.json()["request_id"])
         assert row.image_format == fmt and row.image_sha256 == hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def test_a_nul_or_control_character_in_feedback_is_a_422_naming_the_field_and_stores_nothing(live: LiveServer) -> None:
+    # Issue 30: PostgreSQL answered this body with a plain-text 500 (psycopg.DataError), SQLite stored it.
+    request_id = httpx.post(f"{live.url}/v1/predict", files={"image": ("a.png", golden())}, timeout=60).json()[
+        "request_id"
+    ]
+    feedback = sum(len(r.feedback) for r in live.rows())
+    bodies = {
+        '{"request_id":"a\\u0000b","flag":"other"}': "request_id: contains a NUL character (U+0000) at character 2",
+        json.dumps({"request_id": request_id, "flag": "incorrect", "correction": "the\x00text"}): (
+            "correction: contains a NUL character (U+0000) at character 4"
+        ),
+        json.dumps({"request_id": request_id, "flag": "other", "correction": "red \x1b[31m"}): (
+            "correction: contains the control character U+001B at character 5"
+        ),
+        json.dumps({"request_id": "ab\ncd", "flag": "other"}): "request_id: must be one line",
+        '{"request_id":"r","flag":"other","correction":"\\ud800"}': "correction: is not valid Unicode",
+    }
+    for body, message in bodies.items():
+        response = httpx.post(
+            f"{live.url}/v1/feedback", content=body.encode(), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 422, (body, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request" and error["message"].startswith(message), (body, error)
+    assert sum(len(r.feedback) for r in live.rows()) == feedback
+    kept = httpx.post(
+        f"{live.url}/v1/feedback", json={"request_id": request_id, "flag": "incorrect", "correction": "a\tb\r\nc"}
+    )
+    assert kept.status_code == 201, kept.text
+    row = next(r for r in live.rows() if r.request_id == request_id)
+    assert [f.correction for f in row.feedback] == ["a\tb\r\nc"]
+
+
+def test_a_nul_in_the_document_field_is_a_422_naming_the_field_and_the_reason(live: LiveServer) -> None:
+    rows, rejections = len(live.rows()), live.rejections()
+    refusals = {"form\x007": "contains a NUL character (U+0000) at character 5", "a\tb": "must be one line"}
+    for bad, reason in refusals.items():
+        response = httpx.post(
+            f"{live.url}/v1/predict", files={"image": ("p.png", golden())}, data={"document": bad}, timeout=60
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == {"code": "invalid_request", "message": response.json()["error"]["message"]}
+        assert response.json()["error"]["message"].startswith(f"document: {reason}"), response.text
+    assert len(live.rows()) == rows and live.rejections() == rejections + 2
+
+
+def _exchange(url: str, head: str, body: Iterable[bytes] = (), timeout: float = 20.0) -> tuple[int, dict, Any]:
+    """Send `head` then the `body` chunks on a raw connection, stopping early if the server closes it; read the
+    answer to its end. (status, headers, JSON body)."""
+    parsed = httpx.URL(url)
+    with socket.create_connection((parsed.host, parsed.port), timeout=timeout) as sock:
+        sock.sendall(head.encode())
+        for chunk in body:
+            try:
+                sock.sendall(chunk)
+            except OSError:  # the server answered and closed: what matters is what it said
+                break
+        answer = b""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                break
+            if not data:
+                break
+            answer += data
+    status_line, _, rest = answer.partition(b"\r\n")
+    raw_headers, _, content = rest.partition(b"\r\n\r\n")
+    headers = dict(line.decode().lower().split(": ", 1) for line in raw_headers.split(b"\r\n") if line)
+    return int(status_line.split()[1]), headers, json.loads(content)
+
+
+def _chunked(parts: Iterator[bytes]) -> Iterator[bytes]:
+    for part in parts:
+        yield f"{len(part):x}\r\n".encode() + part + b"\r\n"
+    # No terminating chunk: the client never finishes, so an answer proves the server did not wait for the end.
+
+
+def test_a_feedback_body_over_the_bound_is_refused_before_it_is_read(live: LiveServer) -> None:
+    port = httpx.URL(live.url).port
+    # Declared: 100 MB announced, nothing sent. The answer comes at once, before any byte of the body.
+    status, headers, body = _exchange(
+        live.url,
+        f"POST /v1/feedback HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {100_000_000}\r\n\r\n",
+    )
+    assert status == 413 and headers["connection"] == "close"
+    assert body["error"]["code"] == "too_many_bytes"
+    assert body["error"]["message"] == (
+        f"the request body is 100,000,000 bytes; a feedback body is limited to {FEEDBACK_MAX_BYTES:,}"
+    )
+    # Streamed, no length: refused once the bytes received pass the bound, while the client is still sending.
+    piece = b'{"request_id": "' + b" " * 65_536
+    status, _, body = _exchange(
+        live.url,
+        f"POST /v1/feedback HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n",
+        _chunked(iter([piece] * (FEEDBACK_MAX_BYTES // len(piece) + 1))),
+    )
+    assert status == 413, body
+    assert body["error"] == {
+        "code": "too_many_bytes",
+        "message": f"the request body is over {FEEDBACK_MAX_BYTES:,} bytes; a feedback body is limited to "
+        f"{FEEDBACK_MAX_BYTES:,}",
+    }
+    assert httpx.get(f"{live.url}/healthz").status_code == 200
+
+
+def test_a_streamed_upload_over_the_bound_is_refused_as_it_arrives_and_counted(live: LiveServer) -> None:
+    rows, rejections = len(live.rows()), live.rejections()
+    port = httpx.URL(live.url).port
+    bound = int(live.env["INKLOOP_MAX_UPLOAD_BYTES"]) + FORM_FRAMING_BYTES
+    start = (
+        b'--b\r\nContent-Disposition: form-data; name="image"; filename="p.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + golden()
+    )
+    pieces = [start] + [bytes(65_536)] * (bound // 65_536 + 1)
+    status, _, body = _exchange(
+        live.url,
+        f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n",
+        _chunked(iter(pieces)),
+    )
+    assert status == 413 and body["error"]["code"] == "too_many_bytes", body
+    assert body["error"]["message"].startswith(f"the request body is over {bound:,} bytes; images are limited to")
+    assert len(live.rows()) == rows and live.rejections() == rejections + 1
