@@ -56,7 +56,7 @@ def print_report(report: DemoReport, settings: Settings, echo: Callable[[str], o
     champion's record (as `inkloop models show` prints it), one request's lineage, the drift verdict, and where
     each UI is."""
     from cli.lineage import lineage_record, render_tree
-    from cli.models import render_show, show_record
+    from cli.models import render_show, serves, show_record
     from db import repo
     from db.ready import ready_session
 
@@ -82,7 +82,7 @@ def print_report(report: DemoReport, settings: Settings, echo: Callable[[str], o
         if report.champion:
             echo("")
             champion = repo.get_model(session=session, version=report.champion)
-            echo("\n".join(render_show(show_record(session, champion))))
+            echo("\n".join(render_show(show_record(session, champion, serves(settings, champion)))))
         if report.lineage_request:
             echo("")
             echo(f"$ inkloop lineage {report.lineage_request}")

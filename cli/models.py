@@ -15,13 +15,15 @@ from sqlalchemy.orm import Session
 from cli.common import database, group
 from db.models import VERSION_LEN, ModelVersion
 from inkloop.card import ModelCard
+from inkloop.card import TrainingRun as CardTrainingRun
 from inkloop.domain import ModelStatus
-from inkloop.errors import InkloopError
+from inkloop.errors import InkloopError, NotFoundError
 from inkloop.store import ImageStore
 from inkloop.untrusted import checked_text
 
 if TYPE_CHECKING:
     from db.models import GateReport, Promotion, TrainingRun
+    from inkloop.settings import Settings
     from model.registry import ChampionChange
 
 VersionOf = Callable[[int | None], str | None]
@@ -117,10 +119,23 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value is not None else None
 
 
-def show_record(session: Session, row: ModelVersion) -> dict[str, Any]:
-    """Everything the registry knows of one model, JSON-ready: its card, the run that trained it, every gate report
-    (newest first, with the gate's whole result) and every change of champion it took part in. --json prints it,
-    and the text is drawn from it, so the two never disagree."""
+def serves(settings: Settings, row: ModelVersion) -> dict[str, str]:
+    """What a CPU server answers with for this model (INKLOOP_INFERENCE_RUNTIME=auto) and why: its artifact is
+    fetched from the store once (INKLOOP_HOME/cache/models) and its zip read, no network loaded."""
+    from model.registry import materialize
+    from model.runtimes import cpu_runtime, runtime_reason
+
+    path = materialize(ImageStore(settings.store_url), row.artifact_key, settings.paths.models)
+    runtime = cpu_runtime(path)
+    card = _card(row)
+    return {"runtime": runtime.value, "reason": runtime_reason(card, runtime) if card else ""}
+
+
+def show_record(session: Session, row: ModelVersion, serving: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything the registry knows of one model, JSON-ready: its card, what it serves with (`serving`, from
+    `serves`), the run that trained it, every gate report (newest first, with the gate's whole result) and every
+    change of champion it took part in. --json prints it, and the text is drawn from it, so the two never
+    disagree."""
     from db import repo
 
     run = repo.training_run_of(session=session, model_id=row.id)
@@ -160,6 +175,7 @@ def show_record(session: Session, row: ModelVersion) -> dict[str, Any]:
         "dataset_version": datasets.get(row.dataset_version_id)
         or (card.training_data.dataset_version if card and card.training_data else None),
         "card": row.card,
+        "serving": serving,
         "training_run": _run_record(run, datasets, version_of) if run is not None else None,
         "gate_reports": [
             {
@@ -230,16 +246,18 @@ def _training_lines(record: dict[str, Any]) -> dict[str, str]:
     card = record["card"] or {}
     run = record["training_run"]
     val_cer = ((card.get("metrics") or {}).get("val") or {}).get("cer")
-    gpu = (card.get("training") or {}).get("gpu")
+    trained = CardTrainingRun.model_validate(card["training"]) if card.get("training") else None
+    gpu = trained.gpu if trained else None
     if run is None:
-        trained = card.get("training")
-        what = "no training run recorded (registered by hand)"
+        what = record.get("unregistered") or "no training run recorded (registered by hand)"
         if trained:
-            what += f"; its card says {trained['steps']} steps on {trained['device']}" + (f" ({gpu})" if gpu else "")
+            what += f"; its card says {trained.steps_text()} on {trained.device}" + (f" ({gpu})" if gpu else "")
         return {"training": what + (f", val CER {val_cer:.4f}" if val_cer is not None else "")}
     val_cer = ((run["metrics"] or {}).get("val") or {}).get("cer", val_cer)
     facts = [run["status"]]
-    if run["steps"] is not None:
+    if trained is not None and trained.steps == run["steps"]:
+        facts.append(trained.steps_text())  # with the planned steps and any cap that stopped it
+    elif run["steps"] is not None:
         facts.append(f"{run['steps']} steps")
     where = f"on {run['device']}" + (f" ({gpu})" if gpu else "") if run["device"] else ""
     took = " ".join(part for part in (_duration(run["wall_s"]) if run["wall_s"] is not None else "", where) if part)
@@ -309,8 +327,10 @@ def render_show(record: dict[str, Any]) -> list[str]:
     parent = record["parent"] or "none (trained from scratch or registered by hand)"
     if record["parent"] and not record["parent_registered"]:
         parent += " (not in this registry)"
+    serving = record.get("serving")
     fields = {
         "model": f"{record['version']} ({record['status']})",
+        **({"serves": f"{serving['runtime']}: {serving['reason']}"} if serving else {}),
         "created": _when(record["created_at"]),
         "promoted": _when(record["promoted_at"]) if record["promoted_at"] else "never",
         "parent": parent,
@@ -331,12 +351,51 @@ def models_show(
     promotion history."""
     from db import repo
 
-    with database(write=False) as (_, session):
-        record = show_record(session, repo.get_model(session=session, version=version))
+    with database(write=False) as (settings, session):
+        try:
+            row = repo.get_model(session=session, version=version)
+        except NotFoundError:
+            record = shipped_record(version)
+            if record is None:
+                raise
+        else:
+            record = show_record(session, row, serves(settings, row))
     if as_json:
         typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
         return
     typer.echo("\n".join(render_show(record)))
+
+
+def shipped_record(version: str) -> dict[str, Any] | None:
+    """The shipped model's record while the registry does not hold it yet (a fresh home: serving answers with it,
+    and the first retrain registers it as the champion), or None when `version` is not the shipped model's."""
+    from model import SHIPPED_MODEL
+    from model.registry import read_card
+    from model.runtimes import cpu_runtime, runtime_reason
+
+    card = read_card(SHIPPED_MODEL)
+    if card.version != version:
+        return None
+    runtime = cpu_runtime(SHIPPED_MODEL)
+    return {
+        "version": card.version,
+        "status": "shipped, not registered",
+        "artifact_key": None,
+        "created_at": card.exported_at,
+        "promoted_at": None,
+        "parent": card.parent.version if card.parent else None,
+        "parent_registered": False,
+        "dataset_version": card.training_data.dataset_version if card.training_data else None,
+        "card": card.as_dict(),
+        "serving": {"runtime": runtime.value, "reason": runtime_reason(card, runtime)},
+        "training_run": None,
+        "unregistered": (
+            f"the shipped model ({SHIPPED_MODEL}): serving answers with it while the registry has no champion, "
+            "and the first retrain registers it"
+        ),
+        "gate_reports": [],
+        "promotions": [],
+    }
 
 
 @models_app.command("promote")

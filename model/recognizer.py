@@ -13,6 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from inkloop.card import CardError, ModelCard
 from inkloop.errors import InkloopError
+from model import SHIPPED_MODEL
 from model.charset import Charset
 from model.confidence import Calibration
 from model.decode import Decoded, geometric_mean, greedy
@@ -20,8 +21,6 @@ from model.export import Session, open_session
 from model.nets.lines import LineNet
 from model.preprocess import ImageInputError, line_input, page_lines
 from model.runtimes import Runtime
-
-SHIPPED_MODEL = Path(__file__).resolve().parent / "artifacts" / "base.pt"
 
 
 class ModelLoadError(InkloopError):

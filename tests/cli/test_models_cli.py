@@ -27,6 +27,7 @@ from model.export import read_card
 from model.gates import Check, GateConfig, GateResult, SliceResult
 from model.recognizer import SHIPPED_MODEL
 from model.registry import register
+from model.runtimes import Runtime, runtime_reason
 from tests.support.paths import SHIPPED_VERSION
 from tests.support.ports import free_port
 from tests.support.servers import inkloop_process
@@ -147,6 +148,7 @@ def _ok(*args: str) -> str:
 
 def test_show_leads_with_the_verdict_the_failed_check_and_the_training_run(registry: Registry) -> None:
     lines = _ok("models", "show", CANDIDATE).splitlines()
+    assert lines.pop(1) == f"serves      onnx-int8: {runtime_reason(read_card(SHIPPED_MODEL), Runtime.onnx_int8)}"
     assert lines[:6] == [
         f"model       {CANDIDATE} (rejected)",
         lines[1],  # created: now
@@ -212,14 +214,15 @@ def test_a_rejected_model_is_promoted_only_with_force_and_a_reason_on_record(reg
     registry.session.commit()
 
     shown = _ok("models", "show", CANDIDATE).splitlines()
-    assert shown[0] == f"model       {CANDIDATE} (champion)" and shown[2].startswith("promoted    20")
+    assert shown[0] == f"model       {CANDIDATE} (champion)" and shown[1].startswith("serves      onnx-int8: ")
+    assert shown[3].startswith("promoted    20")
     history = shown[shown.index("promotions") + 1 :]
     assert len(history) == 1 and history[0].endswith(f" UTC  forced   by ada, replacing {CHAMPION}: {REASON}")
     retired = _ok("models", "show", CHAMPION).splitlines()
     assert retired[0] == f"model       {CHAMPION} (retired)"
     card = read_card(SHIPPED_MODEL)
     assert card.training is not None
-    assert retired[5] == (
+    assert retired[6] == (
         "training    no training run recorded (registered by hand); its card says "
         f"{card.training.steps} steps on {card.training.device}{GPU}, val CER {card.metrics['val'].cer:.4f}"
     )
@@ -339,3 +342,35 @@ def test_tensorboard_without_runs_says_so_and_a_taken_port_is_one_line(
         == f"inkloop: error: port {busy} on 127.0.0.1 is already in use; choose another with --port"
     )
     assert len(started) == 1
+
+
+def test_show_names_the_shipped_model_before_anything_is_registered(inkloop_home: Path) -> None:
+    """A fresh home serves the shipped model with an empty registry: `models show` describes it, not "no model
+    version"."""
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    lines = _ok("models", "show", SHIPPED_VERSION).splitlines()
+    assert lines[0] == f"model       {SHIPPED_VERSION} (shipped, not registered)"
+    assert lines[1].startswith("serves      onnx-int8: its int8 graph (int8 CER ")
+    assert any(line.startswith("training    the shipped model (") for line in lines)
+    assert json.loads(_ok("models", "show", SHIPPED_VERSION, "--json"))["serving"]["runtime"] == "onnx-int8"
+    missing = runner.invoke(app, ["models", "show", "m-0042"])
+    assert missing.exit_code == 1 and "no model version 'm-0042'" in missing.output
+
+
+def test_a_run_stopped_by_its_time_cap_says_so() -> None:
+    from cli.models import render_show
+
+    training = {"steps": 92, "planned_steps": 120, "stopped_early": "the 8-minute time cap", "wall_s": 500.0}
+    run = {
+        "name": "m-0002", "status": "succeeded", "steps": 92, "wall_s": 500.0, "device": "cpu", "metrics": None,
+        "error": None, "tracker": None,
+    }  # fmt: skip
+    record = {
+        "version": "m-0002", "status": "candidate", "created_at": None, "promoted_at": None, "parent": None,
+        "parent_registered": False, "dataset_version": None, "serving": None, "gate_reports": [], "promotions": [],
+        "card": {"training": {**training, "device": "cpu"}}, "training_run": run,
+    }  # fmt: skip
+    (line,) = [line for line in render_show(record) if line.startswith("training")]
+    assert (
+        line == "training    run m-0002: succeeded, 92 of 120 steps (stopped by the 8-minute time cap), 8.3 min on cpu"
+    )
