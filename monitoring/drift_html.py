@@ -46,6 +46,11 @@ labels are in (<code>inkloop flow run dataset &amp;&amp; inkloop flow run retrai
 normal, pin a new reference: <code>inkloop drift reference --from ... --to ...</code>.</div>"""
 
 
+def _sentence(phrase: str) -> str:
+    """A note the CLI prints in a line ("too few audited pages ...") as the sentence a page shows."""
+    return phrase[:1].upper() + phrase[1:]
+
+
 def _badge(verdict: DriftVerdict) -> str:
     return f'<span class="badge {verdict.value}">{VERDICT_TEXT[verdict]}</span>'
 
@@ -92,7 +97,7 @@ def summary_section(summary: DriftSummary, index_href: str | None = "index.html"
         f"{_window('reference', summary.reference, f' ({summary.reference_kind.value})')}</table>"
         f'<div class="{cer_class}"><b>Production CER without labels:</b> estimated {_cer(cer.estimated)} on '
         f"{cer.pages} pages (mean of 1 - confidence); audited {_cer(cer.audited)}{interval} on "
-        f"{cer.audited_pages} audited pages. {escape(cer.note)}.</div>"
+        f"{cer.audited_pages} audited pages. {escape(_sentence(cer.note))}.</div>"
         + (NEXT_STEPS if summary.verdict is DriftVerdict.drifted else "")
         + columns
         + "</div>"

@@ -25,6 +25,7 @@ from monitoring.drift import (
     rare_characters,
     read_snapshot,
 )
+from monitoring.drift_html import summary_section
 from tests.support.drift import Traffic
 
 pytestmark = pytest.mark.slow
@@ -190,6 +191,10 @@ def test_too_few_audited_pages_give_the_estimate_without_a_check(
     assert check.audited_pages == 5
     assert check.agrees is None and check.low is None
     assert check.note == "too few audited pages to check the estimate (n < 10)"
+    # The page shows it as a sentence after the figures, not "... 5 audited pages. too few ...".
+    summary = report(reference, as_requests(drift_traffic.same[:50], at=DAY.start, audit_every=10)).summary
+    page = summary_section(summary)
+    assert "audited pages. Too few audited pages to check the estimate (n &lt; 10).</div>" in page
 
 
 def test_quarantined_images_count_as_an_outcome_without_features(
