@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -365,7 +366,7 @@ def test_a_run_stopped_by_its_time_cap_says_so() -> None:
         "name": "m-0002", "status": "succeeded", "steps": 92, "wall_s": 500.0, "device": "cpu", "metrics": None,
         "error": None, "tracker": None,
     }  # fmt: skip
-    record = {
+    record: dict[str, Any] = {
         "version": "m-0002", "status": "candidate", "created_at": None, "promoted_at": None, "parent": None,
         "parent_registered": False, "dataset_version": None, "serving": None, "gate_reports": [], "promotions": [],
         "card": {"training": {**training, "device": "cpu"}}, "training_run": run,
