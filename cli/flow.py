@@ -28,24 +28,41 @@ def flow_run(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
     verbose: Annotated[bool, VERBOSE] = False,
+    no_server: Annotated[
+        bool,
+        typer.Option(
+            "--no-server",
+            help="Start no Prefect server: run on the local one only if it is up, else on a temporary API of this "
+            "run alone (nothing is left running or kept for the UI; it takes 10-20 s longer to start).",
+        ),
+    ] = False,
 ) -> None:
-    """Run one flow now and print what it did: on PREFECT_API_URL when set, else on the local Prefect server when
-    it is up (`inkloop prefect up`), else on a temporary local API."""
+    """Run one flow now and print what it did: on PREFECT_API_URL when set, else on the local Prefect server,
+    which the first run starts (detached, under INKLOOP_HOME/prefect, port INKLOOP_PREFECT_PORT) and later runs
+    reuse, sparing each the 10-20 s of starting Prefect; `inkloop prefect down` stops it. The services the flow
+    needs (Label Studio for route and sync) are checked first: one that is down fails the run at once."""
     from db.ready import open_ready_engine
     from devtools.prefect_server import use_prefect
+    from flows.runner import check_services
+
+    def say(line: str) -> None:  # progress lines; with --json, stdout holds the JSON alone
+        typer.echo(line, err=as_json)
 
     settings = load_settings()
     open_ready_engine(settings).dispose()  # a clear "run inkloop init" before Prefect starts
-    where = use_prefect(settings, verbose=verbose)
+    down = check_services(name, settings)  # before Prefect too: a missing Label Studio is said at once
+    where = use_prefect(settings, verbose=verbose, start=not no_server, echo=say)
     from flows.runner import FlowFailed, parse_params, run
 
     params = parse_params(name, param or [])
     if not as_json:
         typer.echo(f"{name}: running on {where}" + ("" if verbose else " (--verbose shows Prefect's log)"))
+    for service in down:
+        say(f"{name}: {service.describe()}")
     started = time.monotonic()
     failure: FlowFailed | None = None
     try:
-        summary = run(name, params)
+        summary = run(name, params, down=down)
     except FlowFailed as exc:  # it still says what it did: print that, then the error
         summary, failure = exc.summary, exc
     if as_json:

@@ -18,7 +18,7 @@ def prefect_up(
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait for it to answer.")] = 120.0,
 ) -> None:
     """Start a Prefect server on 127.0.0.1 (port INKLOOP_PREFECT_PORT) under INKLOOP_HOME/prefect, detached, and
-    wait for it. `inkloop flow run` then reports every run to it."""
+    wait for it. `inkloop flow run` reports every run to it, and starts it itself when it is not up."""
     from devtools import prefect_server
 
     local = prefect_server.LocalPrefect.from_settings(load_settings())
@@ -30,7 +30,7 @@ def prefect_up(
 
 @prefect_app.command("down")
 def prefect_down() -> None:
-    """Stop the Prefect server that `inkloop prefect up` started."""
+    """Stop the Prefect server that `inkloop prefect up` or a first `inkloop flow run` started."""
     from devtools import prefect_server
 
     pid = prefect_server.down(prefect_server.LocalPrefect.from_settings(load_settings()))
@@ -62,7 +62,7 @@ def prefect_status(
     elif current.healthy:
         state = "answering, not started by inkloop"
     else:
-        state = "not running (start it: inkloop prefect up)"
+        state = "not running (the next inkloop flow run starts it, or: inkloop prefect up)"
     print_fields({"ui": local.url, "state": state, "data": str(local.home), "log": str(local.daemon.log_file)})
 
 

@@ -2,18 +2,20 @@
 file, found again by later commands, stopped with its whole process group.
 
 A pid file alone is not proof: after a reboot the pid may belong to something else. So a process counts as ours
-only while it lives (not a zombie) and its command line contains the server's marker.
+only while it lives (not a zombie) and its command line contains the server's marker. Two commands that find no
+server at once must not start two: whoever checks and starts holds the server's lock file (`Daemon.starting`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,23 @@ class Daemon:
     def pid(self) -> int | None:
         record = self.record()
         return int(record["pid"]) if record else None
+
+    @property
+    def lock_file(self) -> Path:
+        return self.pid_file.with_name(self.pid_file.name + ".lock")
+
+    @contextlib.contextmanager
+    def starting(self) -> Iterator[None]:
+        """Hold the server's lock while inside: another process entering waits until this one has checked for a
+        running server and started one (so it finds that one), or stopped it. The kernel drops the lock when its
+        holder exits, however it exits, so a killed command never leaves it held."""
+        self.lock_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock_file.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def start(
         self, command: Sequence[str], *, env: Mapping[str, str], cwd: Path, **details: Any

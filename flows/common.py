@@ -80,9 +80,31 @@ def is_transient(exc: BaseException | None) -> bool:
     return isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError | PermissionError)
 
 
+# The errors of services that did not answer when this process's run began (flows/runner.check_services): while
+# `not_retried` holds them, a task failing with one fails at once. A list, not a context variable: Prefect may run
+# tasks in threads of its own, which would not see a context variable's value.
+_NOT_RETRIED: list[type[BaseException]] = []
+
+
+@contextmanager
+def not_retried(*errors: type[BaseException]) -> Iterator[None]:
+    """While inside, a task that fails with one of `errors` is not retried. For a service found down just before
+    the run: retrying would only fail again, 22 s later per task (the loop's route and sync with Label Studio down
+    waited 44 s for that). A service that was up when the run began is retried as before."""
+    _NOT_RETRIED.extend(errors)
+    try:
+        yield
+    finally:
+        for error in errors:
+            _NOT_RETRIED.remove(error)
+
+
 def retry_on_io(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect's `retry_condition_fn`: retry a task only when it failed on I/O."""
+    """Prefect's `retry_condition_fn`: retry a task only when it failed on I/O, and not on a service that was
+    already down when the run began (`not_retried`)."""
     exc = getattr(state, "data", None)
+    if isinstance(exc, tuple(_NOT_RETRIED)):
+        return False
     return is_transient(exc if isinstance(exc, BaseException) else None)
 
 

@@ -1,6 +1,7 @@
 """`inkloop flow run` as a user runs it: on the local Prefect server of `inkloop prefect up` (every run, its logs
-and its summary in Prefect's UI), and, without one, on Prefect's temporary API even while another process keeps
-both cores busy. Either way the terminal shows inkloop's summary, not Prefect's log."""
+and its summary in Prefect's UI), and, with --no-server, on Prefect's temporary API even while another process
+keeps both cores busy. Either way the terminal shows inkloop's summary, not Prefect's log. (The first `flow run`
+starting the server itself: tests/cli/test_flow_run.py.)"""
 
 from __future__ import annotations
 
@@ -56,13 +57,19 @@ def busy_cores() -> Iterator[None]:
 def test_a_flow_runs_from_the_cli_while_both_cores_are_busy(home: Path, busy_cores: None) -> None:
     # No server, a fresh Prefect home: Prefect starts (and migrates) its temporary API on a saturated machine,
     # the case that timed out one run in three with Prefect's default start-up timeout.
-    result = _inkloop("flow", "run", "ingest", env=_env(home))
+    env = _env(home, INKLOOP_PREFECT_PORT=str(free_port()))  # were a server started by mistake: not on 4200
+    try:
+        result = _inkloop("flow", "run", "ingest", "--no-server", env=env)
+        started_a_server = (home / "prefect" / "inkloop-prefect-server.pid").exists()
+    finally:
+        _inkloop("prefect", "down", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     first, *rows = result.stdout.strip().splitlines()
     assert first.startswith("ingest: running on a temporary local Prefect API")
     assert any(row.split() == ["requests", "0"] for row in rows) and rows[-1].lstrip().startswith("took")
     assert result.stderr == ""  # no Prefect INFO lines, no banner about a temporary server
     assert "{" not in result.stdout  # a summary a person reads, not a Python dict
+    assert not started_a_server
 
 
 def test_runs_go_to_the_local_prefect_server_and_show_in_its_api(home: Path) -> None:

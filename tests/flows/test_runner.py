@@ -1,24 +1,28 @@
-"""Flows by name: parameters from the command line, the scheduled deployments, and `inkloop flow run` itself."""
+"""Flows by name: parameters from the command line, the scheduled deployments, the services each flow needs, and
+`inkloop flow run` itself."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from flows.common import not_retried, retry_on_io
 from flows.ingest import IngestParams
+from flows.loop import NEEDS
 from flows.route import RouteParams
-from flows.runner import deployments, parse_params, place, schedules
-from inkloop.errors import InkloopError
+from flows.runner import FLOWS, LABEL_STUDIO, check_services, deployments, parse_params, place, schedules
+from inkloop.errors import InkloopError, LabelStudioAuthError, LabelStudioUnavailableError
+from inkloop.settings import load_settings
+from tests.support.labelstudio import LabelStudioHandle
 from tests.support.loop import Loop
+from tests.support.ports import free_port
+from tests.support.prefect import CliHome
 
-INKLOOP = str(Path(sys.executable).with_name("inkloop"))
 FLOW_NAMES = ("ingest", "route", "sync", "dataset", "synth", "retrain", "gate", "drift", "loop")
 
 
@@ -135,18 +139,70 @@ def test_a_schedule_for_no_flow_is_a_clear_error() -> None:
     assert schedules("")["retrain"].describe() == "cron 0 2 * * * (UTC)"
 
 
-def test_flow_run_from_the_command_line(loop: Loop, tmp_path: Path) -> None:
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("PREFECT_")}
-    env.update(loop.env(), PREFECT_HOME=str(tmp_path / "prefect"))
-    result = subprocess.run(
-        [INKLOOP, "flow", "run", "sync", "--json"], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["tasks_seen"] == 0 and summary["new_annotations"] == 0
+def test_each_flow_declares_the_services_it_needs() -> None:
+    assert {name for name, spec in FLOWS.items() if spec.needs} == {"route", "sync"}
+    assert FLOWS["route"].needs == FLOWS["sync"].needs == (LABEL_STUDIO,)
+    assert FLOWS["loop"].steps == tuple(NEEDS)  # the loop's steps, as flows/loop.py runs them
+    assert all(step in FLOWS for step in FLOWS["loop"].steps)
 
-    bad = subprocess.run(
-        [INKLOOP, "flow", "run", "route", "-p", "budget=lots"], env=env, capture_output=True, text=True, timeout=120
+
+def test_a_service_that_is_down_fails_the_flow_that_needs_it_and_only_the_steps_of_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("INKLOOP_LABEL_STUDIO_URL", url)
+    settings = load_settings()
+    assert check_services("ingest", settings) == []  # needs nothing: asks nothing
+    with pytest.raises(LabelStudioUnavailableError) as raised:
+        check_services("route", settings)
+    assert str(raised.value) == (
+        f"Label Studio at {url} is not reachable: [Errno 111] Connection refused: route cannot run without it; "
+        "start it: inkloop labelstudio up"
     )
-    assert bad.returncode == 1
-    assert bad.stderr.startswith("inkloop: error: invalid parameters for flow route: budget")
+    (down,) = check_services("loop", settings)
+    assert down.service == LABEL_STUDIO and down.steps == ("route", "sync")
+    assert down.describe() == (
+        f"Label Studio at {url} is not reachable: [Errno 111] Connection refused: route, sync will fail at their "
+        "first try (start it: inkloop labelstudio up)"
+    )
+    remote = load_settings(label_studio_url="https://labels.example.org")
+    assert LABEL_STUDIO.how_to_start(remote) == "start it, or set INKLOOP_LABEL_STUDIO_URL to one that runs"
+
+
+def test_a_refused_token_fails_the_flow_that_needs_label_studio_and_only_the_steps_of_the_loop(
+    label_studio: LabelStudioHandle,
+) -> None:
+    settings = load_settings(label_studio_url=label_studio.url, label_studio_token="not-the-token-0123")
+    good = load_settings(label_studio_url=label_studio.url, label_studio_token=label_studio.token)
+    assert check_services("sync", good) == []  # it answers, and accepts the token
+    with pytest.raises(LabelStudioAuthError, match="refused the token"):
+        check_services("sync", settings)
+    (refused,) = check_services("loop", settings)
+    assert refused.hint == "" and refused.steps == ("route", "sync")
+    assert refused.describe().startswith(f"Label Studio at {label_studio.url} refused the token (HTTP 40")
+    assert refused.describe().endswith("an API token of that Label Studio: route, sync will fail")
+
+
+def test_a_service_found_down_before_the_run_is_not_retried() -> None:
+    down = SimpleNamespace(data=LabelStudioUnavailableError("Label Studio at http://127.0.0.1:9 is not reachable"))
+    assert retry_on_io(None, None, down)  # Label Studio may be restarting: retried
+    with not_retried(LabelStudioUnavailableError):
+        assert not retry_on_io(None, None, down)  # it was down when the run began: fails at once
+        assert retry_on_io(None, None, SimpleNamespace(data=ConnectionError("the database went away")))
+    assert retry_on_io(None, None, down)
+
+
+def test_flow_run_from_the_command_line(loop: Loop) -> None:
+    home = CliHome(loop.home, extra_env=loop.env())
+    try:
+        result = home.inkloop("flow", "run", "sync", "--json")
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)  # stdout holds the JSON alone; the server's start went to stderr
+        assert summary["tasks_seen"] == 0 and summary["new_annotations"] == 0
+        assert result.stderr.startswith(f"starting the Prefect server on {home.url}")
+
+        bad = home.inkloop("flow", "run", "route", "-p", "budget=lots", timeout=120)
+        assert bad.returncode == 1
+        assert bad.stderr.startswith("inkloop: error: invalid parameters for flow route: budget")
+    finally:
+        home.stop_server()
