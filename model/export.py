@@ -222,9 +222,15 @@ def open_session(path: Path, runtime: Runtime | None = None, device: str = "cpu"
 # INT8_MAX_CER (model/runtimes.py) of the float graph's.
 
 
-def quantize_int8(net: LineNet, line_height: int, batches: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
+def quantize_int8(
+    net: LineNet,
+    line_height: int,
+    batches: Sequence[tuple[np.ndarray, np.ndarray]],
+    float_convs: Sequence[int] = (),
+) -> bytes:
     """`net`'s ONNX graph quantized to int8, its activation ranges calibrated on `batches` ((images, frames) as
-    sessions take them)."""
+    sessions take them); the convolutions at positions `float_convs` (0: the first, -1: the last) stay float."""
+    import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -246,6 +252,7 @@ def quantize_int8(net: LineNet, line_height: int, batches: Sequence[tuple[np.nda
         work = Path(folder)
         (work / "float.onnx").write_bytes(onnx_model(net, line_height))
         quant_pre_process(work / "float.onnx", work / "prepared.onnx", skip_symbolic_shape=True)
+        convs = [node.name for node in onnx.load(str(work / "prepared.onnx")).graph.node if node.op_type == "Conv"]
         quantize_static(
             work / "prepared.onnx",
             work / "convs.onnx",
@@ -255,19 +262,23 @@ def quantize_int8(net: LineNet, line_height: int, batches: Sequence[tuple[np.nda
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["Conv"],
+            nodes_to_exclude=[convs[i] for i in float_convs],
         )
         quantize_dynamic(work / "convs.onnx", work / "int8.onnx", op_types_to_quantize=["LSTM"])
         return (work / "int8.onnx").read_bytes()
 
 
-def int8_graph(path: Path, batches: Sequence[tuple[np.ndarray, np.ndarray]]) -> bytes:
-    """The artifact's network quantized to int8, calibrated on `batches`."""
+def int8_graph(path: Path, batches: Sequence[tuple[np.ndarray, np.ndarray]], float_convs: Sequence[int] = ()) -> bytes:
+    """The artifact's network quantized to int8, calibrated on `batches` (`float_convs`: see quantize_int8)."""
     module, card, _ = _load(path)
-    return quantize_int8(eager_net(module, card), card.input.line_height, batches)
+    return quantize_int8(eager_net(module, card), card.input.line_height, batches, float_convs)
 
 
-def embed_int8(path: Path, int8: bytes, change: Callable[[ModelCard], ModelCard] = lambda card: card) -> ModelCard:
-    """Write `int8` into the artifact at `path` (replacing any it had), its card changed by `change`."""
+def embed_int8(
+    path: Path, int8: bytes | None, change: Callable[[ModelCard], ModelCard] = lambda card: card
+) -> ModelCard:
+    """Write `int8` into the artifact at `path` (replacing any it had; None: remove it), its card changed by
+    `change`."""
     module, card, _ = _load(path)
     card = ModelCard.parse(change(card).model_dump(), source=f"the new card of {path}")
     _save(module, card, path, int8)

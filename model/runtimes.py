@@ -72,8 +72,10 @@ def runtime_reason(card: ModelCard, runtime: Runtime) -> str:
         figures += f", float {float_cer:.4f}"
     if measured.pages:
         figures += f" on {measured.pages} {measured.data or 'pages'}"
+    variants = [name for name in measured.cer_by if name != "float"]
     if runtime is Runtime.onnx_int8:
-        return f"its int8 graph ({figures})"
+        kept = f"{variants[-1]}: " if len(variants) > 1 else ""  # training stopped at the first within the bound
+        return f"its int8 graph ({kept}{figures})"
     if runtime is Runtime.onnx:
         return f"int8 left out, more than {INT8_MAX_CER} worse than float ({figures})"
     return f"chosen by INKLOOP_INFERENCE_RUNTIME or the device ({figures})"

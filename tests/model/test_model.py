@@ -421,6 +421,31 @@ def test_evaluate_reports_cer_by_polarity_and_records_it(trained: Path, tmp_path
 
 
 @pytest.mark.slow
+def test_int8_tries_each_variant_before_leaving_it_out_and_the_card_says_why(
+    trained: Path, paragraph_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bound nothing can meet: every variant (every conv int8, the first conv float, the first and last float)
+    is quantized and measured, the float graph serves, and the card holds each figure; the registry's reason for
+    the runtime quotes them. With a bound anything meets, the first variant is kept at once."""
+    from inkloop.labels import read_records
+    from model import train as training
+    from model.runtimes import runtime_reason
+
+    pages = [(Path(r["path"]), r["text"]) for r in read_records(paragraph_folder)]
+    monkeypatch.setattr(training, "INT8_MAX_CER", -1.0)
+    card = training.add_int8(trained, pages)
+    int8 = card.metrics["int8"]
+    assert not has_int8(trained)
+    assert set(int8.cer_by) == {"float", *(name for name, _ in training.INT8_VARIANTS)}
+    assert int8.cer == min(v for k, v in int8.cer_by.items() if k != "float")
+    assert runtime_reason(card, Runtime.onnx).startswith("int8 left out, more than 0.002 worse than float (int8 CER ")
+    monkeypatch.setattr(training, "INT8_MAX_CER", 1.0)
+    kept = training.add_int8(trained, pages).metrics["int8"]
+    assert has_int8(trained) and set(kept.cer_by) == {"float", "every conv int8"}
+    assert runtime_reason(read_card(trained), Runtime.onnx_int8).startswith("its int8 graph (int8 CER ")
+
+
+@pytest.mark.slow
 def test_cli_quantize_embeds_int8_and_says_what_it_measured(trained: Path, tmp_path: Path) -> None:
     from synth.generate import SynthOptions, generate
 
