@@ -4,6 +4,12 @@
 `parse_annotation` turns an annotator's answer back into text, line boxes and flags. Tag names (`paragraph`,
 `line_text`, ...) are read from label_config.xml, parsed once, so the XML is the only place they are written: a
 renamed tag there changes what is sent and what is read here, never one without the other.
+
+One truth on the screen: the pre-annotation holds the model's reading once, in the line texts when every line box
+has its text (they are then the reading, top to bottom), else in the paragraph box. Pre-filling both (the first
+design) left a completed task showing the corrected lines beside the model's uncorrected paragraph, and a reviewer
+could not tell which was the label. The paragraph box under pre-filled lines starts empty; text typed there is the
+label (inkloop.labels.derive_label reads answers of either design).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any, TypedDict
 from urllib.parse import quote
 
 from inkloop.errors import InvalidTaskError, MalformedAnnotationError
-from inkloop.labels import DerivedLabel, derive_label
+from inkloop.labels import DerivedLabel, derive_label, rows
 from inkloop.store import validate_key
 
 LABEL_CONFIG_FILE = Path(__file__).with_name("label_config.xml")
@@ -31,6 +37,15 @@ UID_KEY = "inkloop_uid"
 _RESERVED_DATA_KEYS = frozenset({UID_KEY, "reason", "priority"})
 
 Box = tuple[float, float, float, float]  # x, y, width, height in percent of the image (Label Studio's units)
+# PostgreSQL refuses NUL (U+0000) in text and SQLite keeps it, so an answer holding one would fail sync on one
+# database and be stored on the other; a lone surrogate (a JSON "\ud800" escape: no character at all) neither
+# driver can encode, and db/guard.py refuses both on write, so one such answer would stop every later sync at
+# its page. parse_annotation drops them, on both databases alike, and counts them (sync's summary says how many
+# answers had any). Dropping is right for an annotator's answer, rather than refusing it or sending the task to
+# review: no keyboard types either into Label Studio's text boxes (they arrive only through the API or a paste of
+# binary junk), they draw nothing, so the label a person sees in Label Studio is exactly the text kept without
+# them, and a review would ask someone to judge a difference no one can see.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class Line(TypedDict):
@@ -71,9 +86,10 @@ class ParsedAnnotation:
     lead_time_s: float | None
     created_at: datetime  # timezone-aware UTC
     updated_at: datetime  # timezone-aware UTC; changes when the annotator edits a submitted answer
+    nul_characters: int = 0  # NULs (and lone surrogates) dropped from its texts and annotator (see UNSTORABLE)
 
     def raw(self) -> dict[str, Any]:
-        """The answer as submitted, kept beside the label derived from it: {"paragraph", "lines"}."""
+        """The answer as submitted (less any NUL), kept beside the label derived from it: {"paragraph", "lines"}."""
         return {"paragraph": self.paragraph, "lines": [dict(line, box=list(line["box"])) for line in self.lines]}
 
     def label(self, prediction: str | None) -> DerivedLabel:
@@ -152,12 +168,22 @@ def _clip_box(box: Any, what: str) -> Box:
     return (left, top, right - left, bottom - top)
 
 
-def _line_results(config: LabelConfig, lines: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = []
+def _checked_lines(lines: Sequence[Mapping[str, Any]]) -> list[tuple[str, Box]]:
+    """Each line's text and its box clipped to the image; InvalidTaskError names a malformed one."""
+    checked = []
     for i, line in enumerate(lines):
         if not isinstance(line, Mapping) or not isinstance(line.get("text"), str):
             raise InvalidTaskError(f"line {i} must be {{'text': str, 'box': (x, y, w, h)}}, not {line!r}")
-        x, y, w, h = _clip_box(line.get("box"), f"line {i} box")
+        checked.append((line["text"], _clip_box(line.get("box"), f"line {i} box")))
+    return checked
+
+
+def _line_results(config: LabelConfig, lines: Sequence[tuple[str, Box]], *, empty_texts: bool) -> list[dict[str, Any]]:
+    """A box per line with its text; a line without text gets an empty text item only with `empty_texts` (a
+    pre-annotation's empty line field, as the screen has always shown it), else it is a box alone (what the screen
+    submits for a line field left empty)."""
+    result: list[dict[str, Any]] = []
+    for i, (text, (x, y, w, h)) in enumerate(lines):
         geometry = {"x": x, "y": y, "width": w, "height": h, "rotation": 0}
         # A box and its text are one region in Label Studio because they share an id.
         region = f"line-{i + 1}"
@@ -170,16 +196,25 @@ def _line_results(config: LabelConfig, lines: Sequence[Mapping[str, Any]]) -> li
                 "value": {**geometry, "rectanglelabels": [config.line_label]},
             }
         )
-        result.append(
-            {
-                "id": region,
-                "from_name": config.line_text,
-                "to_name": config.image,
-                "type": "textarea",
-                "value": {**geometry, "text": [line["text"]]},
-            }
-        )
+        if text or empty_texts:
+            result.append(
+                {
+                    "id": region,
+                    "from_name": config.line_text,
+                    "to_name": config.image,
+                    "type": "textarea",
+                    "value": {**geometry, "text": [text]},
+                }
+            )
     return result
+
+
+def lines_carry_reading(text: str, lines: Sequence[tuple[str, Box]]) -> bool:
+    """Whether the line texts, top to bottom, are the whole reading `text` (every box has its line): then they
+    alone pre-fill the screen. Otherwise (no lines, a box without text, texts that are not the reading) the
+    paragraph box carries it and the boxes come with empty texts."""
+    ordered = [" ".join(t.split()) for t, box in sorted(lines, key=lambda line: (line[1][1], line[1][0]))]
+    return bool(ordered) and all(ordered) and ordered == rows(text)
 
 
 def _paragraph_result(config: LabelConfig, text: str) -> dict[str, Any]:
@@ -209,10 +244,12 @@ def task_payload(
 ) -> dict[str, Any]:
     """The JSON that imports one task: the image and inkloop's fields as data, the model's reading as a prediction.
 
-    `lines` are the model's lines, `{"text": str, "box": (x, y, width, height)}` in percent of the image; with none
-    the prediction holds only the paragraph text (possibly empty). `meta` adds fields to the task data (request id,
-    image key, ...), which the Data Manager shows as columns. Label Studio shows the prediction to an annotator
-    only while the project's model_version equals `model_version` (see client.ensure_project).
+    `lines` are the model's lines, `{"text": str, "box": (x, y, width, height)}` in percent of the image. The
+    reading is pre-filled once (see the module's docstring): in the line texts when they are the whole of `text`,
+    else in the paragraph box (possibly empty), beside the boxes with empty texts. `meta` adds fields to the
+    task data (request id, image key, ...), which the Data Manager shows as columns. Label Studio shows the
+    prediction to an annotator only while the project's model_version equals `model_version` (see
+    client.ensure_project).
     """
     config = config or label_config()
     if not isinstance(uid, str) or not uid.strip():
@@ -235,7 +272,14 @@ def task_payload(
         "priority": _finite(priority, f"task {uid}: priority"),
         **extra,
     }
-    result = [*_line_results(config, lines), _paragraph_result(config, text)]
+    if not isinstance(text, str):
+        raise InvalidTaskError(f"task {uid}: text must be a string, not {text!r}")
+    checked = _checked_lines(lines)
+    in_lines = lines_carry_reading(text, checked)
+    shown = checked if in_lines else [("", box) for _, box in checked]
+    result = _line_results(config, shown, empty_texts=True)
+    if not in_lines:
+        result.append(_paragraph_result(config, text))
     return {"data": data, "predictions": [{"model_version": model_version, "score": confidence, "result": result}]}
 
 
@@ -246,9 +290,15 @@ def annotation_result(
     unreadable: bool = False,
     config: LabelConfig | None = None,
 ) -> list[dict[str, Any]]:
-    """The `result` an annotator's submission holds: line boxes with their texts, the paragraph, the flag."""
+    """The `result` an annotator's submission holds: line boxes with their texts, the paragraph, the flag. An empty
+    field is left out, as the labeling screen leaves it out: a box without text is a box alone, and an empty
+    paragraph box gives nothing."""
     config = config or label_config()
-    result = [*_line_results(config, lines), _paragraph_result(config, paragraph)]
+    if not isinstance(paragraph, str):
+        raise InvalidTaskError(f"paragraph text must be a string, not {paragraph!r}")
+    result = _line_results(config, _checked_lines(lines), empty_texts=False)
+    if paragraph.strip():
+        result.append(_paragraph_result(config, paragraph))
     if unreadable:
         result.append(
             {
@@ -370,6 +420,14 @@ def parse_annotation(
     line_texts: dict[str, list[str]] = {}
     paragraph: list[str] = []
     unreadable = False
+    nul = 0
+
+    def texts(value: Mapping[str, Any], spot: str) -> list[str]:
+        nonlocal nul
+        found = _texts(value, spot)
+        nul += sum(len(UNSTORABLE.findall(text)) for text in found)
+        return [UNSTORABLE.sub("", text) for text in found]
+
     for n, item in enumerate(result):
         if not isinstance(item, Mapping) or not isinstance(item.get("value"), Mapping):
             raise MalformedAnnotationError(f"{where}: result item {n} must be an object with a value, not {item!r}")
@@ -378,11 +436,11 @@ def parse_annotation(
         if source == config.lines:
             boxes[region] = _geometry(value, spot)
         elif source == config.line_text:
-            line_texts.setdefault(region, []).extend(_texts(value, spot))
+            line_texts.setdefault(region, []).extend(texts(value, spot))
             if region not in boxes and "x" in value:
                 boxes[region] = _geometry(value, spot)
         elif source == config.paragraph:
-            paragraph.extend(_texts(value, spot))
+            paragraph.extend(texts(value, spot))
         elif source == config.quality:
             choices = value.get("choices", [])
             unreadable = unreadable or (isinstance(choices, list) and config.unreadable in choices)
@@ -399,11 +457,13 @@ def parse_annotation(
         raise MalformedAnnotationError(f"{where}: lead_time must be a number of seconds, not {lead_time!r}")
     updated_at = _timestamp(annotation.get("updated_at"), f"{where}: updated_at")
     created = annotation.get("created_at")
+    annotator = _annotator(annotation, where)
+    nul += len(UNSTORABLE.findall(annotator))
     return ParsedAnnotation(
         ls_annotation_id=annotation_id,
         ls_task_id=task_id,
         uid=uid,
-        annotator=_annotator(annotation, where),
+        annotator=UNSTORABLE.sub("", annotator),
         text=text,
         lines=tuple(lines),
         unreadable=unreadable,
@@ -412,4 +472,5 @@ def parse_annotation(
         created_at=updated_at if created is None else _timestamp(created, f"{where}: created_at"),
         updated_at=updated_at,
         paragraph="\n".join(paragraph).strip(),
+        nul_characters=nul,
     )

@@ -103,30 +103,61 @@ class SimulatedAnnotator:
         return dict(self.client.request("POST", f"/api/tasks/{task_id}/annotations/", what, json=body).json())
 
 
-def prefilled(task: dict[str, Any]) -> tuple[str, list[tuple[float, ...]]]:
-    """The paragraph and the line boxes (top to bottom) a task's labeling screen shows pre-filled: the model's
-    reading, as an annotator finds it."""
+@dataclass(frozen=True)
+class Prefill:
+    """What a task's labeling screen shows pre-filled, as an annotator finds it: the paragraph box, and the line
+    boxes (top to bottom) with their texts ("" for a box without one)."""
+
+    paragraph: str
+    lines: list[tuple[str, tuple[float, ...]]]
+
+    @property
+    def reading(self) -> str:
+        """The model's reading the screen shows: the line texts top to bottom when they carry it, else the
+        paragraph box (annotation/labeling.py pre-fills one of the two)."""
+        if self.lines and all(text for text, _ in self.lines):
+            return "\n".join(text for text, _ in self.lines)
+        return self.paragraph
+
+
+def prefill(task: dict[str, Any]) -> Prefill:
+    """The screen a task opens on: the model's prediction as Label Studio shows it (none: an empty screen)."""
     config = label_config()
     predictions = task.get("predictions") or []
     if not predictions:
-        return "", []
+        return Prefill("", [])
     result = predictions[0]["result"]
     paragraph = next((r["value"]["text"][0] for r in result if r["from_name"] == config.paragraph), "")
-    boxes = [
-        tuple(r["value"][k] for k in ("x", "y", "width", "height")) for r in result if r["from_name"] == config.lines
+    texts = {r["id"]: "\n".join(r["value"]["text"]) for r in result if r["from_name"] == config.line_text}
+    lines = [
+        (texts.get(r["id"], ""), tuple(r["value"][k] for k in ("x", "y", "width", "height")))
+        for r in result
+        if r["from_name"] == config.lines
     ]
-    return paragraph, sorted(boxes, key=lambda b: (b[1], b[0]))
+    return Prefill(paragraph, sorted(lines, key=lambda line: (line[1][1], line[1][0])))
+
+
+def prefilled(task: dict[str, Any]) -> tuple[str, list[tuple[float, ...]]]:
+    """The model's reading a task's labeling screen shows pre-filled, and its line boxes (top to bottom)."""
+    shown = prefill(task)
+    return shown.reading, [box for _, box in shown.lines]
 
 
 def correction(task: dict[str, Any], text: str) -> list[dict[str, Any]]:
-    """What an annotator submits when the page reads `text`: each line corrected in its pre-filled box where the
-    boxes match the text's lines, else the paragraph retyped (the boxes left empty)."""
-    paragraph, boxes = prefilled(task)
+    """What an annotator submits when the page reads `text`, as the labeling screen's header asks: where the
+    lines carry the reading and their boxes match the text's lines, each line corrected in its box (the paragraph
+    box left as it was: empty); where they carry it but the boxes are wrong, the boxes deleted and the paragraph
+    typed; where the paragraph box carries it, the paragraph corrected there (any boxes left, without text)."""
+    shown = prefill(task)
     rows = text.split("\n")
-    if len(boxes) == len(rows):
+    boxes = [box for _, box in shown.lines]
+    in_lines = bool(shown.lines) and all(line_text for line_text, _ in shown.lines)
+    if in_lines and len(boxes) == len(rows):
         lines = [{"text": row, "box": box} for row, box in zip(rows, boxes, strict=True)]
-        return annotation_result(paragraph=paragraph, lines=lines)
-    return annotation_result(paragraph=text, lines=[{"text": "", "box": b} for b in boxes])
+        return annotation_result(paragraph=shown.paragraph, lines=lines)
+    if in_lines:
+        return annotation_result(paragraph=text)
+    return annotation_result(paragraph=text, lines=[{"text": "", "box": box} for box in boxes])
 
 
 def slip(text: str, rng: random.Random) -> str:

@@ -51,11 +51,15 @@ def read_labels(folder: Path) -> list[tuple[Path, str]]:
 
 # --- what an annotator's answer means ---------------------------------------------------------------------------
 #
-# The labeling screen pre-fills two copies of the model's reading: the paragraph box and one text per line box.
-# An annotator corrects one of them (usually a line in its box) and leaves the other as it was, so the answer is
-# in whichever copy differs from the prediction it was pre-filled from. Taking the paragraph box blindly (the
-# first design) kept the model's uncorrected text whenever a line was fixed: a dataset would teach the model its
-# own mistakes.
+# The answer is in whichever field differs from the model's reading (the prediction), with an empty field counting
+# as untouched. One rule reads both shapes of answer a database holds:
+# - today's (annotation/labeling.py): the screen pre-fills ONE copy of the reading, the line texts when every line
+#   box has its text, else the paragraph box, so a completed task shows one truth. The paragraph box under lined
+#   pages starts empty: text typed there is the label; left empty, the lines are.
+# - the first screens': both copies pre-filled, the paragraph box and one text per line box. An annotator corrected
+#   one (usually a line in its box) and left the other as it was. Taking the paragraph box blindly (the first
+#   design) kept the model's uncorrected text whenever a line was fixed: a dataset would teach the model its own
+#   mistakes. Comparing each copy with the prediction finds the edited one, so these answers keep their labels.
 
 
 class LabelSource(enum.StrEnum):
@@ -75,23 +79,24 @@ class DerivedLabel:
     source: LabelSource
 
 
-def _rows(text: str) -> list[str]:
+def rows(text: str) -> list[str]:
     """Lines of a text with blank ones dropped and inner whitespace collapsed: what two copies must agree on."""
     return [" ".join(row.split()) for row in text.split("\n") if row.strip()]
 
 
 def derive_label(*, paragraph: str, lines: Sequence[Mapping[str, Any]], prediction: str | None) -> DerivedLabel:
     """The label an answer gives, from its paragraph box, its line boxes (top to bottom, each {"text", "box"}) and
-    the model reading both were pre-filled from (`prediction`; None when unknown, which counts as empty).
+    the model reading the screen was pre-filled with (`prediction`; None when unknown, which counts as empty).
 
     Edited lines give the paragraph (joined top to bottom); an edited paragraph gives the text, and its lines get
     its rows as texts only when the counts agree (else they keep their boxes with no text); both edited and
-    disagreeing is a conflict. An empty field counts as not edited: clearing the paragraph box means "use the lines".
+    disagreeing is a conflict. An empty field counts as not edited: an empty paragraph box (as today's screen
+    leaves it under pre-filled lines, or as an annotator clears it) means "use the lines".
     """
-    predicted = _rows(prediction or "")
+    predicted = rows(prediction or "")
     line_rows = [" ".join(str(line.get("text") or "").split()) for line in lines]
     written = [row for row in line_rows if row]
-    paragraph_rows = _rows(paragraph)
+    paragraph_rows = rows(paragraph)
     lines_edited = bool(written) and written != predicted
     paragraph_edited = bool(paragraph_rows) and paragraph_rows != predicted
     boxes = [{"text": row, "box": list(line.get("box") or [])} for row, line in zip(line_rows, lines, strict=True)]

@@ -101,9 +101,9 @@ def test_queue_is_least_confident_first_and_shows_only_current_predictions(
         uid = task["data"]["inkloop_uid"]
         seen.append((uid, [(p["model_version"], p["score"]) for p in task["predictions"]]))
         if uid == "middling":
-            # the annotator sees the model's transcription pre-filled
-            paragraph = next(r for r in task["predictions"][0]["result"] if r["from_name"] == "paragraph")
-            assert paragraph["value"]["text"] == ["dear Sam,\nsee you soon"]
+            # the annotator sees the model's transcription pre-filled, once: in the line texts
+            texts = [r["value"]["text"] for r in task["predictions"][0]["result"] if r["type"] == "textarea"]
+            assert texts == [["dear Sam,"], ["see you soon"]]
         annotator.submit(task["id"], result=annotation_result(paragraph="ok"))
     # least confident first among m1 predictions; the m0 task comes last, its prediction hidden from the annotator
     assert seen == [

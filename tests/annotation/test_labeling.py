@@ -83,7 +83,7 @@ def test_renamed_tags_are_followed() -> None:
     xml = label_config().xml.replace('name="paragraph"', 'name="whole_text"').replace("$image", "$photo")
     config = parse_label_config(xml)
     assert config.paragraph == "whole_text" and config.image_key == "photo"
-    payload = _payload(config=config)
+    payload = _payload(config=config, lines=[])
     assert payload["data"]["photo"].startswith("/data/local-files/")
     assert payload["predictions"][0]["result"][-1]["from_name"] == "whole_text"
 
@@ -115,13 +115,12 @@ def test_task_payload_carries_data_and_one_prediction() -> None:
     (prediction,) = payload["predictions"]
     assert prediction["model_version"] == "base-2" and prediction["score"] == 0.42
     result = prediction["result"]
-    # a box and its text per line (one region: same id), then the paragraph
+    # a box and its text per line (one region: same id); the lines are the whole reading, so no paragraph copy
     assert [(r["id"], r["type"]) for r in result] == [
         ("line-1", "rectanglelabels"),
         ("line-1", "textarea"),
         ("line-2", "rectanglelabels"),
         ("line-2", "textarea"),
-        ("paragraph", "textarea"),
     ]
     assert result[0]["value"] == {
         "x": 5.0,
@@ -132,7 +131,6 @@ def test_task_payload_carries_data_and_one_prediction() -> None:
         "rectanglelabels": ["Line"],
     }
     assert result[1]["value"]["text"] == ["second line"]
-    assert result[-1]["value"] == {"text": ["first line\nsecond line"]}
     assert LabelInterface(label_config().xml).validate_prediction(prediction, return_errors=True) == []
 
 
@@ -141,6 +139,66 @@ def test_without_lines_the_prediction_is_the_paragraph_alone() -> None:
     assert prediction["result"] == [
         {"id": "paragraph", "from_name": "paragraph", "to_name": "image", "type": "textarea", "value": {"text": [""]}}
     ]
+
+
+def _fields(prediction: dict[str, Any]) -> dict[str, list[str]]:
+    """The texts a prediction pre-fills, by tag: what the labeling screen shows before anyone types."""
+    shown: dict[str, list[str]] = {}
+    for item in prediction["result"]:
+        if item["type"] == "textarea":
+            shown.setdefault(item["from_name"], []).extend(item["value"]["text"])
+    return shown
+
+
+def test_the_reading_is_pre_filled_once_in_the_lines_when_they_are_the_whole_of_it() -> None:
+    (prediction,) = _payload()["predictions"]
+    assert _fields(prediction) == {"line_text": ["second line", "first line"]}  # no paragraph copy to go stale
+
+
+@pytest.mark.parametrize(
+    ("lines", "why"),
+    [
+        ([], "the model found no lines"),
+        ([{"text": "", "box": b["box"]} for b in LINES], "boxes without texts (the segmenter's count differed)"),
+        ([{"text": "first line", "box": LINES[1]["box"]}, {"text": "", "box": LINES[0]["box"]}], "one box lacks text"),
+        ([{"text": "first line", "box": LINES[1]["box"]}, {"text": "2nd", "box": LINES[0]["box"]}], "not the reading"),
+    ],
+)
+def test_otherwise_the_paragraph_box_carries_the_reading_and_boxes_come_with_empty_texts(
+    lines: list[Any], why: str
+) -> None:
+    (prediction,) = _payload(lines=lines)["predictions"]
+    fields = _fields(prediction)
+    assert fields.pop("paragraph") == ["first line\nsecond line"], why
+    assert fields == ({"line_text": [""] * len(lines)} if lines else {}), "the boxes come with empty texts"
+    assert LabelInterface(label_config().xml).validate_prediction(prediction, return_errors=True) == []
+
+
+def test_an_answer_leaves_out_empty_fields_as_the_screen_does() -> None:
+    lines = [{"text": "first line", "box": (5.0, 10.0, 90.0, 12.0)}, {"text": "", "box": (5.0, 40.0, 80.0, 12.0)}]
+    result = annotation_result(paragraph=" \n", lines=lines)
+    assert [(r["id"], r["from_name"]) for r in result] == [
+        ("line-1", "line"),
+        ("line-1", "line_text"),
+        ("line-2", "line"),
+    ]
+    parsed = parse_annotation(_annotation(result), TASK)
+    assert parsed.paragraph == "" and [line["text"] for line in parsed.lines] == ["first line", ""]
+
+
+def test_nul_characters_are_dropped_from_an_answer_and_counted() -> None:
+    result = annotation_result(
+        paragraph="dear\x00 Sam", lines=[{"text": "\x00line\x00", "box": (5.0, 10.0, 90.0, 12.0)}]
+    )
+    parsed = parse_annotation(_annotation(result, created_username=" Ann ann\x00@example.org, 2"), TASK)
+    assert (parsed.paragraph, parsed.text, parsed.lines[0]["text"]) == ("dear Sam", "dear Sam", "line")
+    assert parsed.annotator == "ann@example.org"
+    assert parsed.nul_characters == 4
+    assert "\x00" not in repr(parsed.raw())
+    assert parse_annotation(_annotation(result[:2]), TASK).nul_characters == 2  # the line alone
+    # a lone surrogate (a JSON "\\ud800" escape) no database stores either: dropped the same way
+    surrogate = parse_annotation(_annotation(annotation_result(paragraph="dear \ud800Sam")), TASK)
+    assert (surrogate.text, surrogate.nul_characters) == ("dear Sam", 1)
 
 
 def test_boxes_are_clipped_to_the_image() -> None:

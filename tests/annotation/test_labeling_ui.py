@@ -3,7 +3,11 @@ Studio: every line's text is shown whole, in its own box beside the image, and a
 without selecting its box on the image first, the way a person does (click, select all, type, Submit). The sync
 flow then brings the corrected line, and the paragraph it gives, into inkloop's database.
 
-The screenshot of the screen with the correction typed in is kept under the test's folder (and copied to
+One truth: the model's reading is on the screen once. Under pre-filled lines the paragraph box is empty, so the
+completed task holds the corrected lines and nothing else; a page whose lines came without texts has the reading in
+the paragraph box, where the annotator corrects it.
+
+The screenshots of the screens with the correction typed in are kept under the test's folder (and copied to
 TEST_SCREENSHOTS_DIR when that is set), for a person to look at.
 """
 
@@ -27,6 +31,7 @@ from db.models import Annotation
 from devtools.annotators import SimulatedAnnotator
 from flows.route import RouteParams, route
 from flows.sync import sync
+from inkloop.labels import LabelSource
 from inkloop.wait import wait_until
 from tests.support.loop import Loop, valid_image
 from tests.support.pages import FONT
@@ -48,6 +53,9 @@ LINE_FIELD = "[data-testid=textarea-region-textarea]"
 SELECTED_REGION = ".lsf-tree-treenode-selected"  # a selected region's row in that panel
 # A text box shows all of its text when the text needs no more room than the box has (no scrolling either way).
 SIZES = "el => [el.scrollWidth, el.clientWidth, el.scrollHeight, el.clientHeight]"
+# The paragraph box: its empty input (to type a paragraph in), and the text it holds once one is there.
+PARAGRAPH_INPUT = f"textarea[name={label_config().paragraph}]"
+PARAGRAPH_TEXT = "[data-testid=textarea-regions] [data-testid=htx-textbox-content]"
 
 
 def _page_image() -> bytes:
@@ -75,16 +83,62 @@ def _line_texts(result: list[dict[str, Any]]) -> dict[str, list[str]]:
     return {str(item["id"]): item["value"]["text"] for item in result if item["from_name"] == name}
 
 
-def _screenshot(page: Page, tmp_path: Path) -> Path:
-    path = tmp_path / "labeling.png"
+def _texts(result: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Every non-empty text of an answer, by the field it is in: what a reviewer reads on the completed task."""
+    found: dict[str, list[str]] = {}
+    for item in result:
+        texts = [t for t in item["value"].get("text", []) if t.strip()]
+        if item.get("type") == "textarea" and texts:
+            found.setdefault(item["from_name"], []).extend(texts)
+    return found
+
+
+def _screenshot(page: Page, tmp_path: Path, name: str = "labeling.png") -> Path:
+    path = tmp_path / name
     page.screenshot(path=str(path))
     pixels = np.asarray(Image.open(path).convert("L"))
     assert pixels.shape == (1000, 1400) and pixels.std() > 20, "the screenshot is blank"
     shown = os.environ.get("TEST_SCREENSHOTS_DIR")
     if shown:
         Path(shown).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, Path(shown) / "labeling.png")
+        shutil.copyfile(path, Path(shown) / name)
     return path
+
+
+def _open_task(loop: Loop, browser: Browser, summary: Any, email: str) -> tuple[Page, int, list[str]]:
+    """A new annotator logged in, the only task of the project open on the labeling screen; its page, the task's
+    Label Studio id and the page's JavaScript errors."""
+    assert summary.created == 1 and summary.ls_project_id is not None
+    (task,) = loop.tasks()
+    assert task.ls_task_id is not None
+    ls = loop.label_studio
+    with ls.client() as admin:
+        SimulatedAnnotator.sign_up(admin, email, password=PASSWORD).close()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _log_in(page, ls.url, email)
+    page.goto(f"{ls.url}/projects/{summary.ls_project_id}/data?task={task.ls_task_id}")
+    # The data manager renders the labeling screen once more after it loads: wait until it is settled.
+    page.wait_for_load_state("networkidle")
+    return page, task.ls_task_id, errors
+
+
+def _submitted(loop: Loop, task_id: int) -> list[dict[str, Any]]:
+    with loop.label_studio.client() as admin:
+        return wait_until(
+            lambda: [a for a in admin.task(task_id)["annotations"] if not a.get("was_cancelled")],
+            timeout_s=30,
+            what="the annotator's submission reaching Label Studio",
+        )
+
+
+def _newest(loop: Loop) -> Annotation:
+    with loop.session() as session:
+        newest = session.scalars(select(Annotation).order_by(Annotation.revision.desc(), Annotation.id.desc())).first()
+        assert newest is not None
+        session.expunge(newest)
+        return newest
 
 
 # The screen and the sync flow are the same on either database; tests/flows/test_sync.py runs the flow on both.
@@ -94,23 +148,8 @@ def test_an_annotator_corrects_a_whole_line_beside_the_image_and_sync_stores_it(
 ) -> None:
     valid_image(loop, _page_image(), confidence=0.1, text="\n".join(LINES), line_boxes=BOXES)
     summary = route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))
-    assert summary.created == 1 and summary.ls_project_id is not None
-    (task,) = loop.tasks()
-    assert task.ls_task_id is not None
-    task_id: int = task.ls_task_id
-    ls = loop.label_studio
-    email = f"ui-{uuid.uuid4().hex[:8]}@inkloop.local"
-    with ls.client() as admin:
-        SimulatedAnnotator.sign_up(admin, email, password=PASSWORD).close()
-
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page, task_id, errors = _open_task(loop, browser, summary, f"ui-{uuid.uuid4().hex[:8]}@inkloop.local")
     try:
-        _log_in(page, ls.url, email)
-        page.goto(f"{ls.url}/projects/{summary.ls_project_id}/data?task={task_id}")
-        # The data manager renders the labeling screen once more after it loads: wait until it is settled.
-        page.wait_for_load_state("networkidle")
         fields = page.locator(LINE_FIELD)
         expect(fields).to_have_count(len(LINES), timeout=60_000)
 
@@ -121,6 +160,9 @@ def test_an_annotator_corrects_a_whole_line_beside_the_image_and_sync_stores_it(
             width, shown_width, height, shown_height = fields.nth(i).evaluate(SIZES)
             assert (width, height) == (shown_width, shown_height), f"line {i + 1} is cut: {width}x{height} of text"
         assert page.locator(SELECTED_REGION).count() == 0
+        # ... and only there: the paragraph box under the image is empty, for retyping the whole paragraph.
+        expect(page.locator(PARAGRAPH_INPUT)).to_have_value("")
+        expect(page.locator(PARAGRAPH_TEXT)).to_have_count(0)
 
         # The annotator corrects line 1 in place: click into it, select all, type the line anew.
         fields.first.click()
@@ -131,13 +173,7 @@ def test_an_annotator_corrects_a_whole_line_beside_the_image_and_sync_stores_it(
         assert [fields.nth(i).input_value() for i in (1, 2)] == LINES[1:]
         screenshot = _screenshot(page, tmp_path)
         page.get_by_role("button", name="Submit").click()
-
-        with ls.client() as admin:
-            submitted = wait_until(
-                lambda: [a for a in admin.task(task_id)["annotations"] if not a.get("was_cancelled")],
-                timeout_s=30,
-                what="the annotator's submission reaching Label Studio",
-            )
+        submitted = _submitted(loop, task_id)
     finally:
         page.close()
     assert not errors, errors
@@ -145,11 +181,58 @@ def test_an_annotator_corrects_a_whole_line_beside_the_image_and_sync_stores_it(
 
     (answer,) = submitted
     assert _line_texts(answer["result"]) == {"line-1": [CORRECTED], "line-2": [LINES[1]], "line-3": [LINES[2]]}
+    # One truth on the completed task: the corrected lines, and no paragraph beside them.
+    assert set(_texts(answer["result"])) == {label_config().line_text}
 
     assert sync().new_annotations == 1
-    with loop.session() as session:
-        newest = session.scalars(select(Annotation).order_by(Annotation.revision.desc(), Annotation.id.desc())).first()
-        assert newest is not None
-        assert newest.lines is not None
-        assert [line["text"] for line in newest.lines] == [CORRECTED, *LINES[1:]]
-        assert newest.text == "\n".join([CORRECTED, *LINES[1:]])
+    newest = _newest(loop)
+    assert newest.lines is not None
+    assert [line["text"] for line in newest.lines] == [CORRECTED, *LINES[1:]]
+    assert newest.text == "\n".join([CORRECTED, *LINES[1:]])
+    assert newest.label_source is LabelSource.lines
+
+
+@pytest.mark.parametrize("loop", ["sqlite"], indirect=True)
+def test_a_page_read_without_line_texts_is_corrected_in_its_paragraph_box(
+    loop: Loop, browser: Browser, tmp_path: Path
+) -> None:
+    # The model read the three lines as one (no line boxes logged): the segmenter's three boxes cannot be paired
+    # with its one line of text, so the screen shows the boxes without text and the reading in the paragraph box.
+    reading = " ".join(LINES)
+    valid_image(loop, _page_image(), confidence=0.1, text=reading)
+    summary = route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))
+    page, task_id, errors = _open_task(loop, browser, summary, f"ui-p-{uuid.uuid4().hex[:8]}@inkloop.local")
+    try:
+        shown = page.locator(PARAGRAPH_TEXT)
+        expect(shown).to_have_count(1, timeout=60_000)
+        expect(shown).to_have_text(reading)
+        expect(page.locator(PARAGRAPH_INPUT)).to_have_count(0)  # the one paragraph allowed is there
+        assert [page.locator(LINE_FIELD).nth(i).input_value() for i in range(page.locator(LINE_FIELD).count())] == [
+            ""
+        ] * page.locator(LINE_FIELD).count()
+
+        # The annotator edits the paragraph in place: one line of handwriting per line.
+        page.locator("[data-testid=textarea-regions] [data-testid=htx-textbox-edit-button]").click()
+        box = page.locator("[data-testid=htx-textbox-input]")
+        box.click()
+        page.keyboard.press("Control+A")
+        for i, line in enumerate(LINES):
+            if i:
+                page.keyboard.press("Enter")  # a new line (Shift+Enter would save)
+            page.keyboard.type(line)
+        page.locator("[data-testid=htx-textbox-save]").click()
+        expect(shown).to_have_count(1)
+        screenshot = _screenshot(page, tmp_path, "labeling-paragraph.png")
+        page.get_by_role("button", name="Submit").click()
+        submitted = _submitted(loop, task_id)
+    finally:
+        page.close()
+    assert not errors, errors
+    assert screenshot.is_file()
+
+    (answer,) = submitted
+    assert _texts(answer["result"]) == {label_config().paragraph: ["\n".join(LINES)]}
+
+    assert sync().new_annotations == 1
+    newest = _newest(loop)
+    assert newest.text == "\n".join(LINES) and newest.label_source is LabelSource.paragraph

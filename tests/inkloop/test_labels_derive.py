@@ -66,3 +66,52 @@ def test_lines_typed_into_only_some_boxes_need_review() -> None:
     # The pre-fill had no line texts (the segmenter's count differed); the annotator typed one line of two.
     label = derive_label(paragraph=PREDICTION, lines=_lines("dear Sam,", ""), prediction="dear Sam, see yuo soon")
     assert label.source is LabelSource.conflict
+
+
+# --- today's screen: the reading pre-filled once (annotation/labeling.py) ---------------------------------------
+# Under pre-filled lines the paragraph box starts empty; a page without line texts has the reading in the paragraph
+# box and its boxes (if any) without text. The label is the paragraph when one is typed, else the lines.
+
+
+def test_new_shape_a_corrected_line_with_the_paragraph_box_left_empty_gives_the_lines() -> None:
+    label = derive_label(paragraph="", lines=_lines("dear Sam,", "see you soon"), prediction=PREDICTION)
+    assert (label.source, label.text) == (LabelSource.lines, "dear Sam,\nsee you soon")
+    assert [line["text"] for line in label.lines] == ["dear Sam,", "see you soon"]
+
+
+def test_new_shape_nothing_touched_accepts_the_reading() -> None:
+    label = derive_label(paragraph="", lines=_lines("dear Sam,", "see yuo soon"), prediction=PREDICTION)
+    assert (label.source, label.text) == (LabelSource.accepted, PREDICTION)
+
+
+def test_new_shape_a_typed_paragraph_is_the_label_with_the_boxes_deleted_or_left_as_they_were() -> None:
+    deleted = derive_label(paragraph="dear Sam, see you soon", lines=[], prediction=PREDICTION)
+    assert (deleted.source, deleted.text, deleted.lines) == (LabelSource.paragraph, "dear Sam, see you soon", [])
+    # the annotator forgot to delete the pre-filled lines: still the paragraph, paired with the boxes when it can be
+    kept = derive_label(
+        paragraph="dear Sam,\nsee you soon", lines=_lines("dear Sam,", "see yuo soon"), prediction=PREDICTION
+    )
+    assert (kept.source, kept.text) == (LabelSource.paragraph, "dear Sam,\nsee you soon")
+    assert [line["text"] for line in kept.lines] == ["dear Sam,", "see you soon"]
+
+
+def test_new_shape_a_page_without_line_texts_is_corrected_in_its_paragraph_box() -> None:
+    # Boxes came without texts (the segmenter's count differed from the reading's): the reading was in the paragraph.
+    label = derive_label(paragraph="dear Sam,\nsee you soon", lines=_lines("", ""), prediction=PREDICTION)
+    assert (label.source, label.text) == (LabelSource.paragraph, "dear Sam,\nsee you soon")
+    assert [line["text"] for line in label.lines] == ["dear Sam,", "see you soon"]
+    lineless = derive_label(paragraph="dear Sam, see you soon", lines=[], prediction="dear Sam, see yuo soon")
+    assert (lineless.source, lineless.text) == (LabelSource.paragraph, "dear Sam, see you soon")
+
+
+def test_the_same_correction_gives_the_same_label_on_the_old_screen_and_the_new() -> None:
+    """Annotations stored from the first screens (paragraph pre-filled beside the lines) keep their labels."""
+    corrected = _lines("dear Sam,", "see you soon")
+    old = derive_label(paragraph=PREDICTION, lines=corrected, prediction=PREDICTION)
+    new = derive_label(paragraph="", lines=corrected, prediction=PREDICTION)
+    assert (old.text, old.lines, old.source) == (new.text, new.lines, new.source)
+    retyped_old = derive_label(
+        paragraph="Dear Sam, see you soon", lines=_lines(*PREDICTION.split("\n")), prediction=PREDICTION
+    )
+    retyped_new = derive_label(paragraph="Dear Sam, see you soon", lines=[], prediction=PREDICTION)
+    assert (retyped_old.text, retyped_old.source) == (retyped_new.text, retyped_new.source)
