@@ -10,11 +10,17 @@ found by comparing both pre-filled copies with the model's reading (inkloop.labe
 annotators did the same task, their agreement (CER between their labels) is stored on the task, and a
 disagreement above the threshold, or one answer whose lines and paragraph were both edited differently, marks the
 task `needs_review` instead of `completed`.
+
+An answer holding NUL characters is stored without them, the same on SQLite and PostgreSQL (which refuses NUL in
+text), and so are lone surrogates: annotation.labeling.parse_annotation drops them (why dropping is right for an
+annotator's answer: see its UNSTORABLE), the summary's `nul dropped` counts the answers that had any, and no
+answer ever reaches db/guard.py's refusal, which would stop every later sync at its page.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -33,6 +39,8 @@ from flows.route import label_studio
 from inkloop.domain import TaskState
 from inkloop.labels import LabelSource
 from inkloop.text import cer
+
+log = logging.getLogger(__name__)
 
 WATERMARK = "sync"
 # Label Studio's clock and ours, and a task updated while we read the previous page: re-read a margin back.
@@ -60,6 +68,8 @@ class SyncSummary(FlowSummary):
     completed: int = 0
     skipped: int = 0
     needs_review: int = 0
+    # Answers (new annotations or revisions) stored without the NUL characters (or lone surrogates) they held.
+    nul_dropped: int = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -116,6 +126,15 @@ def store_page(
             if stored is not None and _same(stored, parsed):
                 summary.unchanged += 1
                 continue
+            if parsed.nul_characters:
+                summary.nul_dropped += 1
+                log.warning(
+                    "Label Studio task %d, annotation %d: %d NUL characters (or lone surrogates) dropped from the "
+                    "answer: no database stores them alike, and they show nothing",
+                    parsed.ls_task_id,
+                    parsed.ls_annotation_id,
+                    parsed.nul_characters,
+                )
             label = parsed.label(task_row.prediction_text)
             row = repo.add_annotation_revision(
                 session=session,

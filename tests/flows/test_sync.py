@@ -121,6 +121,28 @@ def test_a_crash_in_the_middle_of_a_sync_loses_and_duplicates_nothing(
     assert all(t.state is TaskState.completed for t in loop.tasks())
 
 
+def test_an_answer_with_nul_characters_is_stored_without_them_on_either_database(loop: Loop) -> None:
+    # PostgreSQL refuses NUL in text, SQLite keeps it: sync drops them on both, and says so (flows/sync.py).
+    _, ls_tasks = _routed(loop, 2)
+    lined, typed = sorted(ls_tasks.values())
+    lines = [{"text": "first\x00 line", "box": LINES[0]["box"]}, LINES[1]]
+    with loop.label_studio.annotator() as annotator:
+        annotator.submit(lined, result=annotation_result(paragraph="", lines=lines))
+        annotator.submit(typed, result=annotation_result(paragraph="\x00meet me\x00 at noon"))
+    summary = sync()
+    assert (summary.new_annotations, summary.completed, summary.nul_dropped) == (2, 2, 2)
+    stored = {a.text: a for a in _annotations(loop)}
+    assert set(stored) == {"first line\nsecond line", "meet me at noon"}
+    assert [line["text"] for line in stored["first line\nsecond line"].lines or []] == ["first line", "second line"]
+    assert stored["meet me at noon"].raw == {"paragraph": "meet me at noon", "lines": []}
+    assert all(t.state is TaskState.completed for t in loop.tasks())
+    assert ("nul dropped", "2") in summary.rows()  # what `inkloop flow run sync` prints
+
+    # Read again: the answers are the ones already held, NUL dropped the same way, so nothing is stored twice.
+    again = sync(SyncParams(full=True))
+    assert (again.new_annotations, again.new_revisions, again.unchanged, again.nul_dropped) == (0, 0, 2, 0)
+
+
 def test_agreement_is_the_largest_pairwise_cer() -> None:
     assert agreement(["abc"]) is None
     assert agreement(["abc", "abc"]) == 0.0
