@@ -2,7 +2,9 @@
 the champion on them with replay, register the candidate, and hand it to the gate flow.
 
 What it trains on: the version's train split, the synthetic pages made for it (stitched from its annotated lines
-and font-rendered, made here when the synth flow has not run), and pages of the base recipe's kind (rendered in
+and font-rendered, made here when the synth flow has not run; a version whose answers are all whole paragraphs,
+with no line the segmenter can cut to match, trains without stitched pages and the summary's `stitched` says so
+rather than failing the run), and pages of the base recipe's kind (rendered in
 the training fonts, 30% in block capitals, cached under INKLOOP_HOME/cache/replay/). Measured while planning: 300
 steps on 200 pages of one new style alone made the model unusable on mixed case (CER 0.11 -> 0.60); the same
 steps with 400 replay pages kept it (0.110 -> 0.103) and still learnt the style (0.045 -> 0.011). It validates on
@@ -71,7 +73,14 @@ class RetrainParams(BaseModel):
     config: Path | None = Field(None, description="JSON file of TrainConfig fields over model/configs/retrain.json.")
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps (overrides the config).")
     max_minutes: float | None = Field(None, gt=0, description="Wall-time bound of training (overrides the config).")
-    stitched: int = Field(100, ge=0, description="Pages stitched from the version's lines, when synth has not run.")
+    stitched: int = Field(
+        100,
+        ge=0,
+        description=(
+            "Pages stitched from the version's lines, when synth has not run (none where it has no lines to stitch: "
+            "the summary says so)."
+        ),
+    )
     rendered: int = Field(100, ge=0, description="Font-rendered pages for the version, when synth has not run.")
     replay_pages: int = Field(400, ge=0, description="Base-recipe pages trained on beside the new labels.")
     replay_val_pages: int = Field(60, ge=0, description="Base-recipe pages validated on beside the val split.")
@@ -90,6 +99,8 @@ class RetrainSummary(FlowSummary):
     resumed: bool | None = None
     already_trained: bool | None = None
     train_pages: int | None = None  # the version's train split and its synthetic pages
+    stitched: str | None = None  # how many stitched pages it trained on, from which lines, or why none
+    rendered: int | None = None  # font-rendered pages it trained on
     replay_pages: int | None = None
     charset_added: str | None = None
     steps: int | None = None
@@ -169,14 +180,29 @@ def _export(context: FlowContext, version: str, out: Path, split: Split, synthet
     return out
 
 
-def _synthetic_pages(context: FlowContext, version: str, params: RetrainParams) -> None:
-    """The version's stitched and rendered pages: the synth flow's, or made now when it has not run for it."""
+def _synthetic_pages(context: FlowContext, version: str, params: RetrainParams, summary: RetrainSummary) -> None:
+    """The version's stitched and rendered pages: the synth flow's, or made now when it has not run for it. A
+    version with no lines to stitch (every answer a whole paragraph, as the labeling screen allows) trains without
+    stitched pages: a nightly run must not fail on what annotators may do; `summary.stitched` says why."""
     with context.transaction(write=False) as session:
         row = repo.get_dataset(session=session, version=version)
-        made = repo.count_synthetic_samples(session=session, version_id=row.id)
-    if not made and (params.stitched or params.rendered):
-        done = synthesize(context, SynthParams(version=version, stitched=params.stitched, rendered=params.rendered))
-        get_run_logger().info("made %d stitched and %d rendered pages for %s", done.stitched, done.rendered, version)
+        made = repo.synthetic_samples(session=session, version_id=row.id)
+    if made:
+        stitched = sum(1 for sample in made if sample.generator == "stitch")
+        summary.stitched, summary.rendered = f"{stitched} (made by the synth flow)", len(made) - stitched
+        return
+    if not (params.stitched or params.rendered):
+        summary.stitched, summary.rendered = "0", 0
+        return
+    done = synthesize(
+        context,
+        SynthParams(version=version, stitched=params.stitched, rendered=params.rendered),
+        require_lines=False,
+    )
+    summary.stitched, summary.rendered = done.stitched_line() if params.stitched else "0", done.rendered
+    get_run_logger().info("made %d stitched and %d rendered pages for %s", done.stitched, done.rendered, version)
+    if done.not_stitched:
+        get_run_logger().warning("no stitched pages for %s: %s", version, done.not_stitched)
 
 
 def _device() -> str:
@@ -298,7 +324,7 @@ def train_candidate(context: FlowContext, params: RetrainParams, plan_: RetrainP
         counts = plan_.counts
         if not counts.get("train"):
             raise InkloopError(f"dataset version {plan_.dataset} has no train pages")
-        _synthetic_pages(context, plan_.dataset, params)
+        _synthetic_pages(context, plan_.dataset, params, summary)
         train_dir = _export(context, plan_.dataset, data / "train", Split.train, synthetic=True)
         train_dirs = [train_dir]
         val_dirs = (

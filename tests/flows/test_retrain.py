@@ -15,7 +15,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -283,3 +283,31 @@ def test_a_retrain_killed_mid_run_resumes_to_one_candidate(installation: Install
     stored = set(installation.store.keys())
     assert stored <= images | artifacts, "an object in the store that no row refers to"
     assert read_card(installation.home / "runs" / "m-0001" / "model.pt").version == "m-0001"
+
+
+@pytest.mark.parametrize("installation", ["sqlite"], indirect=True)
+def test_a_version_of_paragraph_answers_only_retrains_without_stitched_pages_and_says_so(
+    installation: Installation, traffic: list[Page]
+) -> None:
+    # Every annotator retyped the whole paragraph, as the labeling screen allows: no line boxes. And each typed it
+    # on one row, so the segmenter's lines (two or three a page) cannot be paired with the text either: there is
+    # no line to stitch. The nightly retrain must still train (on the rendered and replay pages) and say why.
+    pages = [replace(page, boxes=None) for page in traffic if "\n" in page.text][:9]
+    installation.label(pages, [page.text.replace("\n", " ") for page in pages])
+    built = dataset(SPLITS)
+    assert built.created
+
+    summary = retrain(installation.params(force=True, gate=False, max_steps=4))
+    assert summary.candidate == "m-0001" and summary.steps == 4
+    assert summary.stitched is not None and summary.stitched.startswith(
+        "0: no annotated lines (paragraph answers only)"
+    )
+    assert f"train pages of {built.version}" in summary.stitched
+    assert summary.rendered == 4
+    shown = dict(summary.rows())  # what `inkloop flow run retrain` prints
+    assert shown["stitched"] == summary.stitched and shown["rendered"] == "4"
+    with installation.session() as session:
+        generators = sorted(session.scalars(select(SyntheticSample.generator)))
+        run = session.scalars(select(TrainingRun)).one()
+    assert generators == ["font"] * 4
+    assert run.status is RunStatus.succeeded
