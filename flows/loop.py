@@ -86,9 +86,19 @@ class LoopSummary(FlowSummary):
 SHOWN: dict[str, tuple[str, ...]] = {
     "ingest": ("new_images", "valid", "quarantined", "reasons"),
     "route": ("created", "created_by_reason", "near_duplicates", "over_budget", "budget_left"),
-    "sync": ("new_annotations", "new_revisions", "completed", "skipped", "needs_review"),
+    "sync": ("new_annotations", "new_revisions", "completed", "skipped", "needs_review", "nul_dropped"),
     "dataset": ("nothing_to_build", "version", "created", "members", "splits"),
-    "retrain": ("nothing_to_do", "candidate", "steps", "val_cer", "gate_passed", "promoted", "gate_failures"),
+    "retrain": (
+        "nothing_to_do",
+        "candidate",
+        "steps",
+        "stopped_early",
+        "val_cer",
+        "stitched",
+        "gate_passed",
+        "promoted",
+        "gate_failures",
+    ),
     "drift": ("verdict", "reason", "estimated_cer", "audited_cer", "cer_check", "report"),
 }
 

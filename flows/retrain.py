@@ -104,6 +104,7 @@ class RetrainSummary(FlowSummary):
     replay_pages: int | None = None
     charset_added: str | None = None
     steps: int | None = None
+    stopped_early: str | None = None  # "at step 92 of 120: the 8-minute time cap", when a cap ended training
     device: str | None = None
     train_seconds: float | None = None
     val_cer: float | None = None
@@ -397,6 +398,10 @@ def train_candidate(context: FlowContext, params: RetrainParams, plan_: RetrainP
                 metrics={name: m.model_dump(mode="json", exclude_none=True) for name, m in card.metrics.items()},
             )
         summary.steps = card.training.steps if card.training else None
+        if card.training and card.training.stopped_early:
+            summary.stopped_early = (
+                f"at step {card.training.steps} of {card.training.planned_steps}: {card.training.stopped_early}"
+            )
         summary.train_seconds = round(time.monotonic() - started, 1)
         summary.val_cer = val.cer if val else None
         return name
