@@ -12,6 +12,12 @@ function confidenceClass(c) {
   return c >= 0.9 ? "high" : c >= 0.7 ? "mid" : "low";
 }
 
+// A confidence as a percentage that never rounds up to a certainty the model did not state: 0.9991 is "99.9%",
+// only 1 is "100%".
+function percent(c) {
+  return `${(Math.floor(c * 1000) / 10).toFixed(1)}%`;
+}
+
 async function read(file) {
   showError("");
   $("result").hidden = true;
@@ -30,13 +36,22 @@ async function read(file) {
     requestId = data.request_id;
     $("text").textContent = data.text || "(no text found)";
     const badge = $("confidence-badge");
-    badge.textContent = `confidence ${(data.confidence * 100).toFixed(0)}%`;
+    badge.textContent = `confidence ${percent(data.confidence)}`;
     badge.className = `badge ${confidenceClass(data.confidence)}`;
     $("model").textContent = `model ${data.model_version}`;
     $("latency").textContent = `${Math.round(data.latency_ms)} ms`;
+    // Each line the model read, with how sure it is of that line: the unsure ones are where to look first.
+    const lines = (data.text || "").split("\n");
     $("lines").replaceChildren(...data.line_confidences.map((c, i) => {
       const item = document.createElement("li");
-      item.textContent = `line ${i + 1}: ${(c * 100).toFixed(0)}%`;
+      item.className = confidenceClass(c);
+      const words = document.createElement("span");
+      words.className = "line-text";
+      words.textContent = lines[i] ?? "";
+      const sure = document.createElement("span");
+      sure.className = "line-confidence";
+      sure.textContent = percent(c);
+      item.replaceChildren(words, sure);
       return item;
     }));
     $("correction").value = data.text;

@@ -3,7 +3,9 @@ The screenshot of the answered page is kept under the test's folder and checked 
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,15 @@ def test_upload_shows_text_and_confidence_and_flags_reach_the_database(
     assert page.locator("#confidence-badge").inner_text().startswith("confidence ")
     assert page.locator("#model").inner_text().startswith("model ")
     assert page.locator("#lines li").count() == len(text.split("\n"))
+    # Each line with its text and its confidence, never rounded up to a certainty the model did not state.
+    assert page.locator("#lines li .line-text").all_inner_texts() == text.split("\n")
+    shown = page.locator("#lines li .line-confidence").all_inner_texts()
+    assert all(re.fullmatch(r"\d{1,3}\.\d%", value) for value in shown), shown
+    answer = [r for r in live.rows() if r.text == text][-1]
+    expected = [f"{math.floor(c * 1000) / 10:.1f}%" for c in answer.line_confidences or []]
+    assert shown == expected
+    badge = page.locator("#confidence-badge").inner_text()
+    assert badge == f"confidence {math.floor(answer.confidence * 1000) / 10:.1f}%" and badge != "confidence 100.0%"
 
     screenshot = Path(os.environ.get("TEST_SCREENSHOTS_DIR", tmp_path)) / "answered.png"
     page.screenshot(path=str(screenshot), full_page=True)
