@@ -215,6 +215,11 @@ def _normalize_database_url(url: str) -> str:
         raise ValueError(
             "not a database URL; write sqlite:///path/to/file.db or postgresql+psycopg://user@host/db"
         ) from None
+    except ValueError:  # SQLAlchemy parses the port with int(): "invalid literal for int() with base 10: 'abc'"
+        port = urlsplit(url).netloc.rpartition("@")[2].rpartition(":")[2]
+        raise ValueError(f"the port {port!r} is not a number; write host:5432") from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ValueError(f"the port {parsed.port} is out of range (1 to 65535)")
     backend = parsed.get_backend_name()
     if backend == "postgres":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -271,6 +276,8 @@ def _describe(error: dict[str, Any]) -> str:
     name = env_var(field) if field else "settings"
     value = error.get("input")
     secret = field == "label_studio_token"
+    if field in ("database_url", "store_url") and isinstance(value, str):
+        value = mask_url(value)  # a URL's password is never printed
     shown = "" if secret or isinstance(value, dict) else f"={value!r}"
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
     return f"{name}{shown}: {message}"

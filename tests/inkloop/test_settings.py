@@ -36,6 +36,8 @@ def test_relative_home_is_made_absolute(monkeypatch: pytest.MonkeyPatch, tmp_pat
         ("INKLOOP_DATABASE_URL", "mysql://db/x", "must be sqlite:/// or postgresql+psycopg://"),
         ("INKLOOP_DATABASE_URL", "not a url", "not a database URL; write sqlite:///"),
         ("INKLOOP_DATABASE_URL", "sqlite://", "in-memory SQLite"),
+        ("INKLOOP_DATABASE_URL", "postgresql+psycopg://u@db:abc/x", "the port 'abc' is not a number; write host:5432"),
+        ("INKLOOP_DATABASE_URL", "postgresql://u@db:99999/x", "the port 99999 is out of range (1 to 65535)"),
         ("INKLOOP_STORE_URL", "nosuchprotocol://bucket/x", "protocol 'nosuchprotocol'"),
         ("INKLOOP_LABEL_STUDIO_URL", "ftp://host", "http:// or https://"),
         ("INKLOOP_INFERENCE_RUNTIME", "tensorrt", "'auto', 'onnx-int8', 'onnx' or 'torchscript'"),
@@ -99,3 +101,10 @@ def test_token_is_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert "tok-123" not in repr(settings)
     assert settings.label_studio_token.get_secret_value() == "tok-123"
+
+
+def test_a_malformed_database_url_is_named_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INKLOOP_DATABASE_URL", "postgresql://ada:s3cret@db:port/x")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert "s3cret" not in str(refused.value) and "ada:***@db:port" in str(refused.value)
