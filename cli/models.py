@@ -330,7 +330,7 @@ def render_show(record: dict[str, Any]) -> list[str]:
     serving = record.get("serving")
     fields = {
         "model": f"{record['version']} ({record['status']})",
-        **({"serves": f"{serving['runtime']}: {serving['reason']}"} if serving else {}),
+        **({"serves": f"{serving['runtime']} ({serving['reason']})"} if serving else {}),
         "created": _when(record["created_at"]),
         "promoted": _when(record["promoted_at"]) if record["promoted_at"] else "never",
         "parent": parent,

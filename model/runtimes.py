@@ -62,7 +62,8 @@ def shared_runtime(first: Sequence[Runtime], second: Sequence[Runtime]) -> Runti
 
 
 def runtime_reason(card: ModelCard, runtime: Runtime) -> str:
-    """Why a model serves with `runtime`, from what training measured (`metrics.int8`)."""
+    """Why a model serves with `runtime`, from what training measured (`metrics.int8`), as a phrase without
+    parentheses ("its int8 graph: int8 CER 0.0192, float 0.0196 on 51 validation pages"), for callers to wrap."""
     measured = card.metrics.get("int8")
     if measured is None:
         return "its int8 graph" if runtime is Runtime.onnx_int8 else "no int8 graph was made for it"
@@ -74,8 +75,8 @@ def runtime_reason(card: ModelCard, runtime: Runtime) -> str:
         figures += f" on {measured.pages} {measured.data or 'pages'}"
     variants = [name for name in measured.cer_by if name != "float"]
     if runtime is Runtime.onnx_int8:
-        kept = f"{variants[-1]}: " if len(variants) > 1 else ""  # training stopped at the first within the bound
-        return f"its int8 graph ({kept}{figures})"
+        kept = f", {variants[-1]}" if len(variants) > 1 else ""  # training stopped at the first within the bound
+        return f"its int8 graph{kept}: {figures}"
     if runtime is Runtime.onnx:
-        return f"int8 left out, more than {INT8_MAX_CER} worse than float ({figures})"
-    return f"chosen by INKLOOP_INFERENCE_RUNTIME or the device ({figures})"
+        return f"int8 left out, more than {INT8_MAX_CER} worse than float: {figures}"
+    return f"chosen by INKLOOP_INFERENCE_RUNTIME or the device: {figures}"

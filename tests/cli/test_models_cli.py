@@ -149,7 +149,7 @@ def _ok(*args: str) -> str:
 
 def test_show_leads_with_the_verdict_the_failed_check_and_the_training_run(registry: Registry) -> None:
     lines = _ok("models", "show", CANDIDATE).splitlines()
-    assert lines.pop(1) == f"serves      onnx-int8: {runtime_reason(read_card(SHIPPED_MODEL), Runtime.onnx_int8)}"
+    assert lines.pop(1) == f"serves      onnx-int8 ({runtime_reason(read_card(SHIPPED_MODEL), Runtime.onnx_int8)})"
     assert lines[:6] == [
         f"model       {CANDIDATE} (rejected)",
         lines[1],  # created: now
@@ -215,7 +215,8 @@ def test_a_rejected_model_is_promoted_only_with_force_and_a_reason_on_record(reg
     registry.session.commit()
 
     shown = _ok("models", "show", CANDIDATE).splitlines()
-    assert shown[0] == f"model       {CANDIDATE} (champion)" and shown[1].startswith("serves      onnx-int8: ")
+    assert shown[0] == f"model       {CANDIDATE} (champion)"
+    assert shown[1].startswith("serves      onnx-int8 (its int8 graph")
     assert shown[3].startswith("promoted    20")
     history = shown[shown.index("promotions") + 1 :]
     assert len(history) == 1 and history[0].endswith(f" UTC  forced   by ada, replacing {CHAMPION}: {REASON}")
@@ -351,7 +352,7 @@ def test_show_names_the_shipped_model_before_anything_is_registered(inkloop_home
     assert runner.invoke(app, ["init"]).exit_code == 0
     lines = _ok("models", "show", SHIPPED_VERSION).splitlines()
     assert lines[0] == f"model       {SHIPPED_VERSION} (shipped, not registered)"
-    assert lines[1].startswith("serves      onnx-int8: its int8 graph (int8 CER ")
+    assert lines[1].startswith("serves      onnx-int8 (its int8 graph: int8 CER ")
     assert any(line.startswith("training    the shipped model (") for line in lines)
     assert json.loads(_ok("models", "show", SHIPPED_VERSION, "--json"))["serving"]["runtime"] == "onnx-int8"
     missing = runner.invoke(app, ["models", "show", "m-0042"])

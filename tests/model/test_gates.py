@@ -153,7 +153,7 @@ def test_a_candidate_without_int8_is_timed_like_with_like_and_its_runtime_is_rep
     networks: 1.0x), and the report says what each serves with, why, and what that costs as served."""
     config = GateConfig(speed_tolerance=0.2, speed_rounds=3)
     serving = {
-        "candidate": Serving(Runtime.onnx, "int8 left out, more than 0.002 worse than float (int8 CER 0.0226, ...)"),
+        "candidate": Serving(Runtime.onnx, "int8 left out, more than 0.002 worse than float: int8 CER 0.0226, ..."),
         "champion": INT8,
     }
     times = {"candidate": [1.5, 1.5, 1.5], "champion": [1.5, 1.52, 1.49], "champion as served": [1.0, 1.0, 1.0]}

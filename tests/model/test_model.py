@@ -438,11 +438,11 @@ def test_int8_tries_each_variant_before_leaving_it_out_and_the_card_says_why(
     assert not has_int8(trained)
     assert set(int8.cer_by) == {"float", *(name for name, _ in training.INT8_VARIANTS)}
     assert int8.cer == min(v for k, v in int8.cer_by.items() if k != "float")
-    assert runtime_reason(card, Runtime.onnx).startswith("int8 left out, more than 0.002 worse than float (int8 CER ")
+    assert runtime_reason(card, Runtime.onnx).startswith("int8 left out, more than 0.002 worse than float: int8 CER ")
     monkeypatch.setattr(training, "INT8_MAX_CER", 1.0)
     kept = training.add_int8(trained, pages).metrics["int8"]
     assert has_int8(trained) and set(kept.cer_by) == {"float", "every conv int8"}
-    assert runtime_reason(read_card(trained), Runtime.onnx_int8).startswith("its int8 graph (int8 CER ")
+    assert runtime_reason(read_card(trained), Runtime.onnx_int8).startswith("its int8 graph: int8 CER ")
 
 
 @pytest.mark.slow
