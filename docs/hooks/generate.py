@@ -81,8 +81,9 @@ CONFIGURATION_OUTRO = """\
 
 These belong to the tools inkloop uses, not to `Settings`:
 
-- `PREFECT_API_URL`: the Prefect server flow runs report to. Unset, `inkloop flow run` uses the local server of
-  `inkloop prefect up` when it is up, else a temporary local API ([Data flows](data-flows.md#where-the-runs-go)).
+- `PREFECT_API_URL`: the Prefect server flow runs report to. Unset, `inkloop flow run` uses the local server
+  under `INKLOOP_HOME/prefect`, starting it on first use (`--no-server`: a temporary API for that run alone;
+  [Data flows](data-flows.md#where-the-runs-go)).
 - `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL_S3`: the credentials and
   endpoint of an `s3://` store ([Architecture](architecture.md#image-store)).
 - `OMP_NUM_THREADS`: torch threads per server process. Unset, `inkloop serve --workers N` gives each worker
@@ -98,7 +99,10 @@ export INKLOOP_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/inkloop
 
 `inkloop init` refuses to touch a database that has tables but no inkloop schema revision. It is safe to run
 from several replicas at once: on PostgreSQL the migration holds an advisory lock, and the others then find the
-schema at head.
+schema at head. A malformed URL is one line naming the problem, its password masked: with
+`INKLOOP_DATABASE_URL=postgresql+psycopg://u:secret@db:abc/inkloop`, every command answers
+`inkloop: error: invalid setting INKLOOP_DATABASE_URL='postgresql+psycopg://u:***@db:abc/inkloop': the port 'abc'
+is not a number; write host:5432`.
 """
 
 
@@ -202,7 +206,7 @@ CLI_INTRO = """\
 [configuration](configuration.md) and calls the rest of the code (the `cli/` package, one module per command
 group). Every command has `--help`.
 
-Errors are one line on stderr and exit code 1, and a command checks what it was given before it loads anything
+Errors are one line on stderr with exit code 1, and a command checks what it was given before it loads anything
 heavy (`inkloop predict /nonexistent.png` answers before torch is imported):
 
 ```
@@ -212,6 +216,14 @@ $ inkloop train --data /nonexistent
 inkloop: error: --data /nonexistent: no such folder (a folder of images and a labels.jsonl)
 $ inkloop serve --port 8080     # Label Studio has it
 inkloop: error: port 8080 on 127.0.0.1 is already in use; choose another with --port
+```
+
+A usage error (an unknown option or command, a value of the wrong type or out of range) is one line too, saying
+where the help is, with exit code 2, the convention for a command line that could not be parsed:
+
+```
+$ inkloop serve --workers 0
+inkloop: error: Invalid value for '--workers': Input should be greater than or equal to 1 (see inkloop serve --help)
 ```
 
 `--debug` (or `INKLOOP_DEBUG=1`) shows the traceback instead.
@@ -357,7 +369,19 @@ def _schema_type(schema: Mapping[str, Any], document: Mapping[str, Any]) -> str:
     return kind
 
 
+def _byte_limits(schema: Mapping[str, Any]) -> str:
+    """A file part's length limits, which count its bytes: "1 to 20,000,000 bytes"."""
+    low, high = schema.get("minLength"), schema.get("maxLength")
+    if low is not None and high is not None:
+        return f"{low:,} to {high:,} bytes"
+    if high is not None:
+        return f"at most {high:,} bytes"
+    return f"at least {low:,} bytes" if low is not None else ""
+
+
 def _constraints(schema: Mapping[str, Any]) -> str:
+    if schema.get("contentMediaType") == "application/octet-stream":
+        return _byte_limits(schema)
     found = []
     options = [schema, *schema.get("anyOf", [])]
     for option in options:
