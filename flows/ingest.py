@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
@@ -30,7 +30,12 @@ from inkloop.domain import ImageSource, ImageStatus
 from inkloop.errors import ConflictError, CorruptObjectError, ObjectNotFoundError
 from inkloop.store import ImageStore
 from monitoring.features import ImageFeatures, compute_features
-from monitoring.validation import BatchRefusedError, BatchValidation, validate_batch, write_data_docs
+
+if TYPE_CHECKING:
+    # Great Expectations takes about 2 s to import on 2 cores: only a run with new images to validate pays it. An
+    # `inkloop flow run ingest` with nothing new took 3.8-4.0 s with the local Prefect server up, 5.9-6.1 s when
+    # this module imported it (quiet 2-core VM, 2026-12-07).
+    from monitoring.validation import BatchValidation
 
 WATERMARK = "ingest"
 # Store problems are reasons of their own: the bytes never reached the validator.
@@ -256,6 +261,8 @@ def _image_features(context: FlowContext, keys: list[str]) -> dict[str, tuple[Im
 
 @task(name="validate", cache_policy=NO_CACHE)
 def _validate(frame: pd.DataFrame, max_bytes: int) -> BatchValidation:
+    from monitoring.validation import validate_batch
+
     return validate_batch(frame, max_bytes=max_bytes)
 
 
@@ -271,6 +278,8 @@ def _commit_batch(
 
 @task(name="data-docs", cache_policy=NO_CACHE)
 def _data_docs(validations: list[BatchValidation], folder: Path) -> str | None:
+    from monitoring.validation import write_data_docs
+
     path = None
     for validation in validations:
         path = write_data_docs(validation, folder)
@@ -296,6 +305,8 @@ def ingest(params: IngestParams | None = None) -> IngestSummary:
                 features = _image_features(context, [r.image_sha256 for r in batch.new_images])
                 decisions: dict[str, list[str]] = {}
                 if batch.new_images:  # a batch of repeat uploads only moves the watermark
+                    from monitoring.validation import BatchRefusedError
+
                     frame = validation_frame(batch.new_images, features)
                     try:
                         validation = _validate(frame, context.settings.max_upload_bytes)
