@@ -33,6 +33,7 @@ from flows.route import RouteParams, route
 from flows.sync import sync
 from inkloop.labels import LabelSource
 from inkloop.wait import wait_until
+from tests.support.labelstudio import answer_texts
 from tests.support.loop import Loop, valid_image
 from tests.support.pages import FONT
 
@@ -81,16 +82,6 @@ def _log_in(page: Page, url: str, email: str) -> None:
 def _line_texts(result: list[dict[str, Any]]) -> dict[str, list[str]]:
     name = label_config().line_text
     return {str(item["id"]): item["value"]["text"] for item in result if item["from_name"] == name}
-
-
-def _texts(result: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Every non-empty text of an answer, by the field it is in: what a reviewer reads on the completed task."""
-    found: dict[str, list[str]] = {}
-    for item in result:
-        texts = [t for t in item["value"].get("text", []) if t.strip()]
-        if item.get("type") == "textarea" and texts:
-            found.setdefault(item["from_name"], []).extend(texts)
-    return found
 
 
 def _screenshot(page: Page, tmp_path: Path, name: str = "labeling.png") -> Path:
@@ -182,7 +173,7 @@ def test_an_annotator_corrects_a_whole_line_beside_the_image_and_sync_stores_it(
     (answer,) = submitted
     assert _line_texts(answer["result"]) == {"line-1": [CORRECTED], "line-2": [LINES[1]], "line-3": [LINES[2]]}
     # One truth on the completed task: the corrected lines, and no paragraph beside them.
-    assert set(_texts(answer["result"])) == {label_config().line_text}
+    assert set(answer_texts(answer["result"])) == {label_config().line_text}
 
     assert sync().new_annotations == 1
     newest = _newest(loop)
@@ -231,7 +222,7 @@ def test_a_page_read_without_line_texts_is_corrected_in_its_paragraph_box(
     assert screenshot.is_file()
 
     (answer,) = submitted
-    assert _texts(answer["result"]) == {label_config().paragraph: ["\n".join(LINES)]}
+    assert answer_texts(answer["result"]) == {label_config().paragraph: ["\n".join(LINES)]}
 
     assert sync().new_annotations == 1
     newest = _newest(loop)

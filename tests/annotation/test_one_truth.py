@@ -17,7 +17,7 @@ from annotation.client import LabelStudioClient
 from annotation.labeling import label_config, parse_annotation, task_payload
 from devtools.annotators import SimulatedAnnotator, correction, prefilled
 from inkloop.labels import LabelSource
-from tests.support.labelstudio import LabelStudioHandle
+from tests.support.labelstudio import LabelStudioHandle, answer_texts
 
 READING = "dear Sam,\nsee yuo soon"  # the model's reading: one mistake on line 2
 TRUTH = "dear Sam,\nsee you soon"
@@ -47,20 +47,10 @@ def _payload(uid: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
     )
 
 
-def _texts(result: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Every non-empty text a result holds, by the tag it is in: what a reviewer reads on the completed task."""
-    found: dict[str, list[str]] = {}
-    for item in result:
-        texts = [t for t in item["value"].get("text", []) if t.strip()]
-        if item.get("type") == "textarea" and texts:
-            found.setdefault(item["from_name"], []).extend(texts)
-    return found
-
-
 def _one_truth(result: list[dict[str, Any]], expected: str) -> None:
     """The result's texts sit in one field (the paragraph box, or the line texts) and read `expected`."""
     config = label_config()
-    texts = _texts(result)
+    texts = answer_texts(result)
     assert len(texts) == 1, f"two fields hold text: {texts}"
     ((field, values),) = texts.items()
     shown = values[0] if field == config.paragraph else "\n".join(values)

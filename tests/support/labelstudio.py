@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -112,3 +112,14 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         )
     finally:
         server.down(ls)
+
+
+def answer_texts(result: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Every non-empty text of a Label Studio answer (or pre-annotation) by the field it is in: what a reviewer
+    reads on the completed task."""
+    found: dict[str, list[str]] = {}
+    for item in result:
+        texts = [t for t in item["value"].get("text", []) if t.strip()]
+        if item.get("type") == "textarea" and texts:
+            found.setdefault(item["from_name"], []).extend(texts)
+    return found
