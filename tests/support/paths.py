@@ -19,3 +19,6 @@ def _shipped_version() -> str:
 
 # The shipped model's version ("base-4"): the champion a fresh installation starts from.
 SHIPPED_VERSION = _shipped_version()
+
+# The real handwriting sets (../shared/data/real-handwriting, README there): read by tests, never copied in.
+REAL_HANDWRITING = REPO.parent / "shared" / "data" / "real-handwriting"
