@@ -242,6 +242,61 @@ class Annotation(Base):
     __table_args__ = (UniqueConstraint("ls_annotation_id", "revision"),)
 
 
+class GroundTruthPage(Base):
+    """A page imported with its line-level ground truth (PAGE XML or ALTO, flows/groundtruth.py): its image, the
+    file it came from, and the licence and attribution its lines carry into dataset versions and model cards.
+
+    A page is named by its collection and its file's name there: importing the same file again changes nothing
+    (`xml_sha256`), an edited file replaces the page's lines. The lines are `GroundTruthLine`s."""
+
+    __tablename__ = "gt_pages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))  # the XML file's name, e.g. "JDH_2_16_144_001.xml"
+    image_sha256: Mapped[str] = mapped_column(ForeignKey("images.sha256"), index=True)
+    image_name: Mapped[str] = mapped_column(String(255))  # the image file's name, as exported again
+    xml_sha256: Mapped[str] = mapped_column(String(SHA256_LEN))
+    format: Mapped[str] = mapped_column(String(8))  # page | alto
+    schema: Mapped[str] = mapped_column(String(32))  # "PAGE 2013-07-15", "ALTO v4"
+    width: Mapped[int]
+    height: Mapped[int]
+    licence: Mapped[str | None] = mapped_column(String(64))  # an SPDX id: "CC-BY-4.0"
+    attribution: Mapped[str | None] = mapped_column(Text)
+    # The group its dataset split follows (a letter, a writer): its pages are never on two sides of a split.
+    document: Mapped[str | None] = mapped_column(String(128))
+    line_count: Mapped[int]
+    line_types: Mapped[list[Any] | None]
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime | None]
+
+    lines: Mapped[list[GroundTruthLine]] = relationship(
+        back_populates="page", order_by="GroundTruthLine.position", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (UniqueConstraint("collection", "name"),)
+
+
+class GroundTruthLine(Base):
+    """One transcribed line of an imported page: its outline and baseline in the page's pixels, its type and text."""
+
+    __tablename__ = "gt_lines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("gt_pages.id", ondelete="CASCADE"))
+    position: Mapped[int]  # reading order, from 0
+    line_id: Mapped[str | None] = mapped_column(String(128))  # the id in the source file
+    region_id: Mapped[str | None] = mapped_column(String(128))
+    line_type: Mapped[str | None] = mapped_column(String(64), index=True)  # "DefaultLine:Handwritten"
+    polygon: Mapped[list[Any]]  # [[x, y], ...]; empty when the file gave only a baseline
+    baseline: Mapped[list[Any]]  # [[x, y], ...]; empty when the file gave none
+    text: Mapped[str] = mapped_column(Text)  # "" for a line drawn but not transcribed
+
+    page: Mapped[GroundTruthPage] = relationship(back_populates="lines")
+
+    __table_args__ = (UniqueConstraint("page_id", "position"),)
+
+
 class SyntheticSample(Base):
     """A generated paragraph image and its text, with what made it (font rendering or stitched real lines).
 
@@ -298,6 +353,7 @@ class DatasetMember(Base):
     annotation_id: Mapped[int | None] = mapped_column(ForeignKey("annotations.id"))
     annotation_revision: Mapped[int | None]
     synthetic_sample_id: Mapped[int | None] = mapped_column(ForeignKey("synthetic_samples.id"))
+    gt_page_id: Mapped[int | None] = mapped_column(ForeignKey("gt_pages.id"))  # an imported page: its file, licence
     # The split's unit: near-duplicates (and pages of one writer or document, where known) share a group.
     group_key: Mapped[str | None] = mapped_column(String(SHA256_LEN))
     # Slice facts the gates compare on, frozen with the label.

@@ -52,7 +52,26 @@ from db.repo.drift import (
     window_rejections,
     window_requests,
 )
-from db.repo.images import get_watermark, set_image_validation, set_watermark, upsert_image, validated_images
+from db.repo.groundtruth import (
+    Collection,
+    LineSpec,
+    PageSpec,
+    gt_collections,
+    gt_page,
+    gt_pages,
+    gt_pages_by_id,
+    lines_as_json,
+    require_collection,
+    save_gt_page,
+)
+from db.repo.images import (
+    get_watermark,
+    images_by_sha,
+    set_image_validation,
+    set_watermark,
+    upsert_image,
+    validated_images,
+)
 from db.repo.lineage import Lineage, Membership, lineage
 from db.repo.registry import (
     add_gate_report,
@@ -163,4 +182,15 @@ __all__ = [
     "drift_reports",
     "StatusCounts",
     "status_counts",
+    "Collection",
+    "LineSpec",
+    "PageSpec",
+    "gt_collections",
+    "gt_page",
+    "gt_pages",
+    "gt_pages_by_id",
+    "lines_as_json",
+    "require_collection",
+    "save_gt_page",
+    "images_by_sha",
 ]

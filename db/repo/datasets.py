@@ -90,6 +90,7 @@ class MemberSpec:
     annotation_id: int | None = None
     annotation_revision: int | None = None
     synthetic_sample_id: int | None = None
+    gt_page_id: int | None = None
     group_key: str | None = None
     reason: TaskReason | None = None
     source: ImageSource | None = None
@@ -163,6 +164,7 @@ def create_dataset_version(
                 "annotation_id": m.annotation_id,
                 "annotation_revision": m.annotation_revision,
                 "synthetic_sample_id": m.synthetic_sample_id,
+                "gt_page_id": m.gt_page_id,
                 "group_key": m.group_key,
                 "reason": m.reason,
                 "source": m.source,

@@ -95,3 +95,13 @@ def set_watermark(
     row.updated_at = utcnow()
     session.flush()
     return row
+
+
+def images_by_sha(*, session: Session, sha256s: Iterable[str]) -> dict[str, Image]:
+    """The image rows of these keys (missing ones are not in the result)."""
+    wanted = list(dict.fromkeys(sha256s))
+    found: dict[str, Image] = {}
+    for start in range(0, len(wanted), 5000):
+        query = select(Image).where(Image.sha256.in_(wanted[start : start + 5000]))
+        found.update({row.sha256: row for row in session.scalars(query)})
+    return found

@@ -35,6 +35,8 @@ EXPECTED_TABLES = {
     "upload_rejections",
     "promotions",
     "drift_references",
+    "gt_pages",
+    "gt_lines",
 }
 
 

@@ -1,0 +1,84 @@
+"""Imported ground truth: pages brought in from PAGE XML or ALTO, with their line polygons, baselines and texts.
+
+`gt_pages` holds one row per imported file (its collection and name are its identity; the XML's sha256 makes a
+second import of the same file a no-op), the page image's store key, the licence and attribution the lines carry,
+and the document its split follows. `gt_lines` holds each line: reading-order position, the source's ids, its
+line type (SegmOnto or PAGE structure type), polygon and baseline in the image's pixels, and its text. A dataset
+member made from an imported page names it (`dataset_members.gt_page_id`), so a version knows its licences.
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "gt_pages",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("collection", sa.String(length=128), nullable=False),
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("image_sha256", sa.String(length=64), nullable=False),
+        sa.Column("image_name", sa.String(length=255), nullable=False),
+        sa.Column("xml_sha256", sa.String(length=64), nullable=False),
+        sa.Column("format", sa.String(length=8), nullable=False),
+        sa.Column("schema", sa.String(length=32), nullable=False),
+        sa.Column("width", sa.Integer(), nullable=False),
+        sa.Column("height", sa.Integer(), nullable=False),
+        sa.Column("licence", sa.String(length=64), nullable=True),
+        sa.Column("attribution", sa.Text(), nullable=True),
+        sa.Column("document", sa.String(length=128), nullable=True),
+        sa.Column("line_count", sa.Integer(), nullable=False),
+        sa.Column("line_types", sa.JSON(), nullable=True),
+        sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["image_sha256"], ["images.sha256"], name=op.f("fk_gt_pages_image_sha256_images")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_gt_pages")),
+        sa.UniqueConstraint("collection", "name", name=op.f("uq_gt_pages_collection_name")),
+    )
+    with op.batch_alter_table("gt_pages", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_gt_pages_image_sha256"), ["image_sha256"], unique=False)
+    op.create_table(
+        "gt_lines",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("page_id", sa.Integer(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("line_id", sa.String(length=128), nullable=True),
+        sa.Column("region_id", sa.String(length=128), nullable=True),
+        sa.Column("line_type", sa.String(length=64), nullable=True),
+        sa.Column("polygon", sa.JSON(), nullable=False),
+        sa.Column("baseline", sa.JSON(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["page_id"], ["gt_pages.id"], name=op.f("fk_gt_lines_page_id_gt_pages"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_gt_lines")),
+        sa.UniqueConstraint("page_id", "position", name=op.f("uq_gt_lines_page_id_position")),
+    )
+    with op.batch_alter_table("gt_lines", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_gt_lines_line_type"), ["line_type"], unique=False)
+    with op.batch_alter_table("dataset_members", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("gt_page_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(
+            batch_op.f("fk_dataset_members_gt_page_id_gt_pages"), "gt_pages", ["gt_page_id"], ["id"]
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("dataset_members", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_dataset_members_gt_page_id_gt_pages"), type_="foreignkey")
+        batch_op.drop_column("gt_page_id")
+    op.drop_table("gt_lines")
+    op.drop_table("gt_pages")
