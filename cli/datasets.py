@@ -1,4 +1,5 @@
-"""`inkloop datasets ...`: build, list, show and export dataset versions (flows/dataset.py)."""
+"""`inkloop datasets ...`: build, list, show and export dataset versions (flows/dataset.py); import pages with
+line-level ground truth from PAGE XML or ALTO and list the imported collections (flows/groundtruth.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import typer
 
 from cli.common import choice, database, group, print_fields
 from inkloop.domain import Split
+from inkloop.errors import InkloopError
 from inkloop.untrusted import checked_text
 
 datasets_app = group("Dataset versions: frozen, leakage-free train/val/test sets built from the annotations.")
@@ -133,22 +135,155 @@ def datasets_show(
 def datasets_export(
     version: Annotated[str, typer.Argument(help="A dataset version (inkloop datasets list).")],
     out: Annotated[Path, typer.Option("--out", help="A new (or empty) folder to write.")],
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="folder: PNG pages and labels.jsonl for inkloop train; page or alto: the page images with PAGE "
+            "XML (2019) or ALTO v4 ground truth that eScriptorium and Transkribus import.",
+        ),
+    ] = "folder",
     split: Annotated[str | None, typer.Option("--split", help="Only this split: train, val or test.")] = None,
     synthetic: Annotated[
         bool, typer.Option("--synthetic", help="Add the synthetic pages made for its train split.")
     ] = False,
 ) -> None:
-    """Write PNG pages and labels.jsonl (with the annotated line boxes) that `inkloop train` reads."""
-    from flows.dataset_export import export_version
+    """Write a version's pages and labels: for `inkloop train` (folder), or as PAGE XML or ALTO ground truth."""
+    from inkloop.groundtruth import Format
     from inkloop.store import ImageStore
 
+    if format not in ("folder", "page", "alto"):
+        raise InkloopError(f"--format {format!r}: choose folder, page or alto")
     wanted = choice(Split, split, "--split") if split is not None else None
+    if format != "folder":
+        if split is not None or synthetic:
+            raise InkloopError(f"--split and --synthetic go with --format folder, not {format}")
+        from flows.groundtruth import export_version as export_xml
+
+        with database(write=False) as (settings, session):
+            xml = export_xml(session, ImageStore(settings.store_url), version=version, out=out, format=Format(format))
+        licences = ", ".join(f"{n} {name}" for name, n in xml.licences.items())
+        typer.echo(
+            f"exported {xml.pages} pages ({xml.lines} lines) of {xml.version} as {format.upper()} to {xml.folder}"
+        )
+        typer.echo(f"  licences: {licences}")
+        return
+    from flows.dataset_export import export_version
+
     with database(write=False) as (settings, session):
         done = export_version(
             session, ImageStore(settings.store_url), version=version, out=out, split=wanted, synthetic=synthetic
         )
     extra = f" and {done.synthetic} synthetic" if done.synthetic else ""
     typer.echo(f"exported {done.pages} pages{extra} of {done.version} to {done.folder}")
+
+
+@datasets_app.command("import")
+def datasets_import(
+    path: Annotated[Path, typer.Argument(help="A PAGE XML or ALTO file, or a folder of them with their images.")],
+    format: Annotated[str, typer.Option("--format", help="page, alto or auto (tells them apart).")] = "auto",
+    collection: Annotated[
+        str | None, typer.Option("--collection", help="The collection's name (default: the folder's).")
+    ] = None,
+    licence: Annotated[
+        str | None, typer.Option("--licence", help="SPDX id, e.g. CC-BY-4.0 (default: a CITATION.cff beside them).")
+    ] = None,
+    attribution: Annotated[
+        str | None, typer.Option("--attribution", help="Who to credit (default: from a CITATION.cff).")
+    ] = None,
+    line_types: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--line-types",
+            help="Import only lines whose type contains this (repeat for more; 'untyped' for lines without one), "
+            "e.g. Handwritten.",
+        ),
+    ] = None,
+    document_pattern: Annotated[
+        str | None,
+        typer.Option(
+            "--document-pattern",
+            help="A regular expression on the file name whose first group names the page's document (a letter): "
+            "its pages stay in one split.",
+        ),
+    ] = None,
+    skip_bad_lines: Annotated[
+        bool, typer.Option("--skip-bad-lines", help="Leave out lines that cannot be read instead of their file.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Import pages with line-level ground truth (PAGE XML 2013/2019, ALTO v2-v4): images into the store, line
+    polygons, baselines, types and texts into the database. A second import of the same files creates nothing."""
+    for text, what in ((collection, "--collection"), (licence, "--licence"), (attribution, "--attribution")):
+        if text is not None:
+            checked_text(text, what=what)
+    if format not in ("auto", "page", "alto"):
+        raise InkloopError(f"--format {format!r}: choose page, alto or auto")
+    import sys
+    import time
+
+    from flows.common import flow_context
+    from flows.groundtruth import ImportParams, import_pages
+
+    params = ImportParams(
+        path=str(path),
+        format=format,  # type: ignore[arg-type]
+        collection=collection,
+        licence=licence,
+        attribution=attribution,
+        line_types=line_types or None,
+        document_pattern=document_pattern,
+        skip_bad_lines=skip_bad_lines,
+    )
+    started = time.perf_counter()
+    with flow_context() as context:
+        summary = import_pages(context, params, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    summary.seconds = round(time.perf_counter() - started, 2)
+    if as_json:
+        typer.echo(summary.model_dump_json())
+    else:
+        typer.echo(
+            f"imported {summary.collection}: {summary.created} pages new, {summary.updated} updated, "
+            f"{summary.unchanged} unchanged, {summary.failed} failed, of {summary.files} files "
+            f"({summary.lines} lines, {summary.seconds:.0f} s)"
+        )
+        typer.echo(f"  licence: {summary.licence or 'none given: pass --licence'}")
+        if summary.lines_left_out:
+            typer.echo("  lines left out: " + ", ".join(f"{n} {why}" for why, n in summary.lines_left_out.items()))
+        if summary.clamped_lines:
+            lines = "1 line" if summary.clamped_lines == 1 else f"{summary.clamped_lines} lines"
+            typer.echo(f"  {lines} had points past the page's edge, moved onto it")
+        for error in summary.errors:
+            typer.echo(f"  error: {error}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@datasets_app.command("collections")
+def datasets_collections(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """The imported collections: pages, lines by type, licences."""
+    from dataclasses import asdict
+
+    from db import repo
+
+    with database(write=False) as (_, session):
+        rows = repo.gt_collections(session=session)
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(asdict(row), ensure_ascii=False))
+        return
+    if not rows:
+        typer.echo("no imported pages yet: inkloop datasets import PATH")
+        return
+    for row in rows:
+        types = ", ".join(f"{n} {name}" for name, n in row.line_types.items())
+        typer.echo(
+            f"{row.name}: {row.pages} pages, {row.lines} lines ({row.transcribed} transcribed), "
+            f"licence {', '.join(row.licences)}"
+        )
+        typer.echo(f"  lines by type: {types}")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from prefect import flow, task
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from db import repo
 from db.models import Annotation, DatasetVersion
 from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
-from inkloop.domain import Split, TaskReason, TaskState
+from inkloop.domain import ImageSource, Split, TaskReason, TaskState
 from inkloop.errors import EmptyDatasetError, LeakageError
 from inkloop.labels import LabelSource
 from inkloop.phash import near_duplicates
@@ -46,6 +46,9 @@ class DatasetParams(BaseModel):
     val_share: float = Field(0.1, ge=0, lt=1, description="Share of new page groups sent to validation.")
     test_share: float = Field(0.1, ge=0, lt=1, description="Share of new page groups sent to test.")
     description: str | None = Field(None, description="A note kept with the version.")
+    collections: list[str] | None = Field(
+        None, description="Imported collections whose pages join the version (default: all; [] for none)."
+    )
 
 
 class DatasetSummary(FlowSummary):
@@ -97,6 +100,8 @@ class Plan:
 
     members: list[repo.MemberSpec]
     left_out: Counter[str] = field(default_factory=Counter)
+    licences: dict[str, int] = field(default_factory=dict)  # imported pages by licence
+    attributions: dict[str, str] = field(default_factory=dict)  # by collection
 
 
 def _choose(page: repo.LabelledPage) -> tuple[Annotation | None, str | None]:
@@ -116,47 +121,99 @@ def _choose(page: repo.LabelledPage) -> tuple[Annotation | None, str | None]:
     return answer, None
 
 
-def plan_version(session: Session, *, project: str, rule: SplitRule, golden: GoldenPages) -> Plan:
-    """The members a build over `project`'s annotations would freeze (nothing is written)."""
-    pages = repo.labelled_pages(session=session, project=project)
-    plan = Plan(members=[])
-    chosen: list[tuple[repo.LabelledPage, Annotation]] = []
-    for page in pages:
+@dataclass(frozen=True)
+class _Candidate:
+    member: repo.MemberSpec  # its split is placed by the rule
+    link: str | None  # its document: pages sharing one stay in one split
+
+
+def _imported_members(session: Session, collections: Sequence[str] | None, plan: Plan) -> list[_Candidate]:
+    """Imported pages (flows/groundtruth.py) as candidates: their transcribed lines, in reading order, are the label;
+    their document (a letter, a writer) is their split group."""
+    candidates = []
+    for page in repo.gt_pages(session=session, collections=collections):
+        lines = [line for line in repo.lines_as_json(page) if line["text"].strip()]
+        if not lines:
+            plan.left_out["no_transcribed_lines"] += 1
+            continue
+        text = "\n".join(line["text"] for line in lines)
+        spec = repo.MemberSpec(
+            image_sha256=page.image_sha256,
+            split=Split.train,  # placed below
+            text=text,
+            lines=lines,
+            gt_page_id=page.id,
+            source=ImageSource.imported,
+            line_count=len(lines),
+        )
+        link = f"{page.collection}/{page.document}" if page.document else None
+        candidates.append(_Candidate(spec, link))
+        plan.licences[page.licence or "unknown"] = plan.licences.get(page.licence or "unknown", 0) + 1
+        if page.attribution:
+            plan.attributions.setdefault(page.collection, page.attribution)
+    return candidates
+
+
+def _annotated_members(session: Session, project: str, plan: Plan) -> list[_Candidate]:
+    candidates = []
+    for page in repo.labelled_pages(session=session, project=project):
         answer, why = _choose(page)
         if answer is None:
             plan.left_out[why or "unknown"] += 1
-        else:
-            chosen.append((page, answer))
+            continue
+        text = (answer.text or "").strip()
+        spec = repo.MemberSpec(
+            image_sha256=page.image_sha256,
+            split=Split.train,  # placed below
+            text=text,
+            lines=answer.lines,
+            annotation_id=answer.id,
+            annotation_revision=answer.revision,
+            reason=page.reason,
+            source=page.source,
+            polarity=page.polarity,
+            line_count=len(text.split("\n")),
+            request_id=page.request_id,
+            served_model=page.served_model,
+            served_confidence=page.served_confidence,
+        )
+        candidates.append(_Candidate(spec, page.document))
+    return candidates
+
+
+def plan_version(
+    session: Session,
+    *,
+    project: str,
+    rule: SplitRule,
+    golden: GoldenPages,
+    collections: Sequence[str] | None = None,
+) -> Plan:
+    """The members a build would freeze (nothing is written): `project`'s annotations, and the pages imported into
+    `collections` (None: every collection; empty: none). A page both annotated and imported keeps its annotation."""
+    plan = Plan(members=[])
+    chosen = _annotated_members(session, project, plan)
+    if collections is None or collections:
+        seen = {c.member.image_sha256 for c in chosen}
+        for candidate in _imported_members(session, collections, plan):
+            if candidate.member.image_sha256 in seen:
+                plan.left_out["imported_copy_of_another_page"] += 1
+                continue
+            seen.add(candidate.member.image_sha256)
+            chosen.append(candidate)
     if not chosen:
         return plan
-    keys = [page.image_sha256 for page, _ in chosen]
-    phashes = [page.phash for page, _ in chosen]
+    keys = [c.member.image_sha256 for c in chosen]
+    phashes_by_key = repo.image_phashes(session=session, sha256s=keys)
+    phashes = [phashes_by_key.get(key) for key in keys]
     forced = {key: Split.test for key, hit in zip(keys, golden.matches(keys, phashes), strict=True) if hit}
-    links = [page.document for page, _ in chosen]
+    links = [c.link for c in chosen]
     placed = assign(keys, phashes, repo.frozen_splits(session=session), rule, links=links, forced=forced)
-    for (page, answer), where in zip(chosen, placed, strict=True):
+    for candidate, where in zip(chosen, placed, strict=True):
         if where.split is None:
             plan.left_out["near_duplicate_of_two_splits"] += 1
             continue
-        text = (answer.text or "").strip()
-        plan.members.append(
-            repo.MemberSpec(
-                image_sha256=page.image_sha256,
-                split=where.split,
-                text=text,
-                lines=answer.lines,
-                annotation_id=answer.id,
-                annotation_revision=answer.revision,
-                group_key=where.group_key,
-                reason=page.reason,
-                source=page.source,
-                polarity=page.polarity,
-                line_count=len(text.split("\n")),
-                request_id=page.request_id,
-                served_model=page.served_model,
-                served_confidence=page.served_confidence,
-            )
-        )
+        plan.members.append(replace(candidate.member, split=where.split, group_key=where.group_key))
     return plan
 
 
@@ -231,7 +288,7 @@ def build_version(
     """
     rule = SplitRule(val=params.val_share, test=params.test_share)
     golden = golden or GoldenPages.load()
-    plan = plan_version(session, project=project, rule=rule, golden=golden)
+    plan = plan_version(session, project=project, rule=rule, golden=golden, collections=params.collections)
     summary = DatasetSummary(left_out=dict(sorted(plan.left_out.items())))
     if not plan.members:
         left = ", ".join(f"{n} {why}" for why, n in sorted(plan.left_out.items()))
@@ -258,6 +315,7 @@ def build_version(
                 "left_out": summary.left_out,
                 "guards": guards,
                 "split_rule": {"salt": rule.salt, "val": rule.val, "test": rule.test},
+                "imported": {"licences": plan.licences, "attributions": plan.attributions},
             },
         )
         summary.created = True

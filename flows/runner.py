@@ -91,6 +91,9 @@ FLOWS: dict[str, FlowSpec] = {
     "dataset": FlowSpec(
         "flows.dataset", "dataset", "DatasetParams", "0 1 * * *", "freeze annotations into a dataset version"
     ),
+    "import-pages": FlowSpec(
+        "flows.groundtruth", "import_ground_truth", "ImportParams", "off", "import PAGE XML or ALTO ground truth"
+    ),
     "synth": FlowSpec("flows.synth", "synth", "SynthParams", "off", "synthesize train pages for the newest version"),
     "retrain": FlowSpec(
         "flows.retrain", "retrain", "RetrainParams", "0 2 * * *", "fine-tune the champion on new labels"

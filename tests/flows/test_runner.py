@@ -23,7 +23,7 @@ from tests.support.loop import Loop
 from tests.support.ports import free_port
 from tests.support.prefect import CliHome
 
-FLOW_NAMES = ("ingest", "route", "sync", "dataset", "synth", "retrain", "gate", "drift", "loop")
+FLOW_NAMES = ("ingest", "route", "sync", "dataset", "import-pages", "synth", "retrain", "gate", "drift", "loop")
 
 
 def test_parameters_are_parsed_and_checked() -> None:
@@ -84,6 +84,7 @@ def test_deployments_register_with_their_schedules_and_one_run_at_a_time(prefect
         "inkloop-route": ("every 900s", 1, "ENQUEUE"),
         "inkloop-sync": ("every 300s", 1, "ENQUEUE"),
         "inkloop-dataset": ("0 1 * * * UTC", 1, "ENQUEUE"),
+        "inkloop-import-pages": ("off", 1, "ENQUEUE"),
         "inkloop-synth": ("off", 1, "ENQUEUE"),
         "inkloop-retrain": ("0 2 * * * UTC", 1, "ENQUEUE"),
         "inkloop-gate": ("off", 1, "ENQUEUE"),
