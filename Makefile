@@ -21,7 +21,7 @@ FONT_PACKAGES := fonts-dkg-handwriting fonts-breip fonts-bwht fonts-dancingscrip
 # recompile; inkloop's own processes cache bytecode (ignored by git).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: venv fonts browser tesseract labelstudio demo test test-fast lint lock clean base-model base-model-gpu docs docs-serve \
+.PHONY: venv fonts browser tesseract kraken labelstudio demo test test-fast lint lock clean base-model base-model-gpu docs docs-serve \
 	screenshots
 
 venv: $(STAMP)
@@ -68,6 +68,11 @@ tesseract:
 		echo "installing tesseract"; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends tesseract-ocr tesseract-ocr-eng >/dev/null; \
 	}
+
+# kraken 7.1.1 in a virtualenv of its own (its pins conflict with inkloop's), for bench/real_bench.py's side by side
+# with kraken's shipped baseline segmenter (bench/kraken_lines.py). About a minute and 1.6 GB once, then a no-op.
+kraken:
+	@bash deploy/kraken-venv.sh .venv-kraken
 
 # Label Studio in a virtualenv of its own (it pins packages inkloop's cannot share), for the test suite's local
 # Label Studio; `inkloop labelstudio up` installs its own under $INKLOOP_HOME. About 2 minutes once, then a no-op.
