@@ -110,6 +110,7 @@ def datasets_show(
             "left_out": details.get("left_out", {}),
             "guards": details.get("guards", []),
             "split_rule": details.get("split_rule"),
+            "imported": details.get("imported") or {},
         }
     if as_json:
         typer.echo(json.dumps(record, indent=2, ensure_ascii=False))
@@ -124,8 +125,14 @@ def datasets_show(
             "changes": ", ".join(f"{len(changes.get(k, []))} {k}" for k in ("added", "relabelled", "removed")),
             "left out": ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in record["left_out"].items()) or "none",
             "guards passed": ", ".join(record["guards"]) or "none recorded",
+            "licences": ", ".join(
+                f"{n} imported pages {name}" for name, n in record["imported"].get("licences", {}).items()
+            )
+            or "annotations only",
         }
     )
+    for collection, who in record["imported"].get("attributions", {}).items():
+        typer.echo(f"  {collection}: {who}")
     typer.echo("slices (train / val / test):")
     for key, by_split in record["slices"].items():
         typer.echo(f"  {key:<28} {by_split['train']:>6} {by_split['val']:>6} {by_split['test']:>6}")

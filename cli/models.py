@@ -322,6 +322,14 @@ def _promotion_lines(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _licence_line(record: dict[str, Any]) -> dict[str, str]:
+    """The licences of the pages it learnt from, where its card records them (imported pages carry theirs)."""
+    licences = ((record.get("card") or {}).get("training_data") or {}).get("licences") or {}
+    if not licences:
+        return {}
+    return {"licences": ", ".join(f"{n} pages {name}" for name, n in licences.items())}
+
+
 def render_show(record: dict[str, Any]) -> list[str]:
     """The record as the lines an ML engineer reads before promoting or rolling back."""
     parent = record["parent"] or "none (trained from scratch or registered by hand)"
@@ -335,6 +343,7 @@ def render_show(record: dict[str, Any]) -> list[str]:
         "promoted": _when(record["promoted_at"]) if record["promoted_at"] else "never",
         "parent": parent,
         "dataset": record["dataset_version"] or "not recorded",
+        **_licence_line(record),
         **_training_lines(record),
     }
     return [_field(key, value) for key, value in fields.items()] + _gate_lines(record) + _promotion_lines(record)

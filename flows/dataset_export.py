@@ -24,11 +24,11 @@ from db import repo
 from db.models import DatasetMember, SyntheticSample
 from inkloop.domain import Split
 from inkloop.errors import DatasetError
-from inkloop.labels import LABELS
+from inkloop.labels import DATASET_MANIFEST, LABELS
 from inkloop.store import ImageStore
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-MANIFEST = "dataset.json"
+MANIFEST = DATASET_MANIFEST
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,20 @@ def _record(member: DatasetMember, file: str) -> dict[str, Any]:
         "annotation_id": member.annotation_id,
         "annotation_revision": member.annotation_revision,
     }
+
+
+def _licences(session: Session, members: list[DatasetMember]) -> tuple[dict[str, int], dict[str, str]]:
+    """The exported pages by licence, and each imported collection's attribution."""
+    pages = repo.gt_pages_by_id(session=session, ids=[m.gt_page_id for m in members if m.gt_page_id is not None])
+    licences: dict[str, int] = {}
+    attributions: dict[str, str] = {}
+    for member in members:
+        page = pages.get(member.gt_page_id) if member.gt_page_id is not None else None
+        name = (page.licence or "unknown") if page is not None else "inkloop annotations"
+        licences[name] = licences.get(name, 0) + 1
+        if page is not None and page.attribution:
+            attributions.setdefault(page.collection, page.attribution)
+    return dict(sorted(licences.items())), dict(sorted(attributions.items()))
 
 
 def _check_out(out: Path) -> None:
@@ -118,6 +132,7 @@ def export_version(
                 record = {"file": file, "text": sample.text, "split": "train", "generator": sample.generator}
                 record["lines"] = (sample.params or {}).get("lines", [])
                 labels.write(json.dumps(record, ensure_ascii=False) + "\n")
+        licences, attributions = _licences(session, members)
         manifest = {
             "version": row.version,
             "content_hash": row.content_hash,
@@ -125,6 +140,8 @@ def export_version(
             "pages": len(members),
             "synthetic": len(samples),
             "counts": row.counts,
+            "licences": licences,  # pages by licence: imported pages by theirs, the loop's own annotations apart
+            "attributions": attributions,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _check_out(out)  # nobody wrote there meanwhile

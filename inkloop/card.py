@@ -88,6 +88,11 @@ class TrainingData(_Strict):
     train_lines: int | None = None
     val_pages: int | None = None
     dataset_version: str | None = None
+    licences: dict[str, int] = Field(
+        default_factory=dict,
+        description="Pages trained and validated on, by licence ('inkloop annotations': the loop's own).",
+    )
+    attributions: dict[str, str] = Field(default_factory=dict, description="Whom to credit, by imported collection.")
 
 
 class TrainingRun(_Strict):

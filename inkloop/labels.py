@@ -15,6 +15,28 @@ from typing import Any
 from inkloop.errors import InkloopError
 
 LABELS = "labels.jsonl"
+# A dataset export's manifest beside its labels (flows/dataset_export.py): the version, counts, and the licences of
+# its pages, which training copies into the model card.
+DATASET_MANIFEST = "dataset.json"
+
+
+def folder_licences(folders: list[str] | list[Path]) -> tuple[dict[str, int], dict[str, str]]:
+    """Pages by licence and attributions by collection, summed over the dataset exports among `folders` (a folder
+    without a manifest, e.g. synthetic pages, adds nothing)."""
+    licences: dict[str, int] = {}
+    attributions: dict[str, str] = {}
+    for folder in folders:
+        manifest = Path(folder) / DATASET_MANIFEST
+        if not manifest.is_file():
+            continue
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise LabelsError(f"{manifest}: not readable JSON ({exc})") from None
+        for name, count in (data.get("licences") or {}).items():
+            licences[name] = licences.get(name, 0) + int(count)
+        attributions.update(data.get("attributions") or {})
+    return dict(sorted(licences.items())), dict(sorted(attributions.items()))
 
 
 class LabelsError(InkloopError):

@@ -25,6 +25,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from inkloop.card import InputSpec, Metrics, ModelCard, Parent, TrainingData, TrainingRun
 from inkloop.errors import InkloopError
+from inkloop.labels import folder_licences
 from inkloop.text import cer, corpus_cer
 from model.charset import Charset
 from model.confidence import confidence_report, fit
@@ -198,6 +199,7 @@ def train(
     errors = np.array([cer(p.text, page.text) for p, page in zip(pages, data.val_pages, strict=True)])
     calibration = fit(raw, errors)
     elapsed = time.monotonic() - started
+    licences, attributions = folder_licences([*map(str, train_dirs), *map(str, val_dirs)])
     card = ModelCard(
         version=version or f"model-{time.strftime('%Y%m%d-%H%M%S')}",
         charset=charset.characters,
@@ -209,6 +211,8 @@ def train(
             train_lines=len(data.train_set),
             val_pages=len(data.val_pages),
             dataset_version=dataset_version,
+            licences=licences,
+            attributions=attributions,
         ),
         metrics={
             "val": Metrics(

@@ -292,3 +292,28 @@ def test_imported_pages_join_dataset_versions_and_export_round_trips(
         assert after == before
     refused = invoke("datasets", "export", "ds-0001", "--format", "page", "--out", str(tmp_path / "export-page"))
     assert refused.exit_code == 1 and "exists and is not an empty folder" in refused.output
+
+
+@pytest.mark.slow
+def test_a_model_trained_on_imported_pages_lists_their_licences(home: Path, migrated_url: str, tmp_path: Path) -> None:
+    from inkloop.labels import read_records
+    from model.train import train
+    from tests.support.training import tiny_config
+
+    copy_pages(STANFORD, tmp_path / "stanford-memorials", 2, first=1)
+    copy_pages(HOOKER, tmp_path / "hooker", 2)
+    assert (
+        invoke("datasets", "import", str(tmp_path / "stanford-memorials"), "--line-types", "Handwritten").exit_code == 0
+    )
+    assert invoke("datasets", "import", str(tmp_path / "hooker"), "--licence", "CC-BY-SA-4.0").exit_code == 0
+    assert invoke("datasets", "build", "--val-share", "0", "--test-share", "0").exit_code == 0
+    out = tmp_path / "folder"
+    assert invoke("datasets", "export", "ds-0001", "--out", str(out)).exit_code == 0
+    records = read_records(out)
+    assert len(records) == 4 and all(line.get("polygon") for r in records for line in r["lines"])
+    result = train([out], [], tmp_path / "run", tiny_config(max_steps=2, val_fraction=0.5), grow_charset=True)
+    data = result.card.training_data
+    assert data is not None and data.licences == {"CC-BY-4.0": 2, "CC-BY-SA-4.0": 2}
+    assert "Memorials for Jane Lathrop Stanford" in data.attributions["stanford-memorials"]
+    shown = invoke("datasets", "show", "ds-0001")
+    assert "licences" in shown.output and "2 imported pages CC-BY-SA-4.0" in shown.output

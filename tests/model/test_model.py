@@ -23,25 +23,14 @@ from model.config import TrainConfig
 from model.decode import greedy
 from model.export import export, read_card
 from model.lit import LitRecognizer
-from model.nets.lines import LineNet, LineNetConfig
+from model.nets.lines import LineNet
 from model.preprocess import prepare_lines
 from model.recognizer import ModelLoadError, Recognizer
 from model.runtimes import INT8_MAX_CER, Runtime, has_int8
 from model.segment import VERSION as SEGMENTER_VERSION
 from model.train import TrainingError, train
 from tests.support.pages import draw_page, write_folder
-
-TINY_NET = LineNetConfig(widths=(8, 16, 24, 32), lstm_hidden=16, lstm_layers=1)
-
-
-def tiny_config(**overrides: object) -> TrainConfig:
-    fields: dict[str, object] = {
-        "line_height": 16, "batch_size": 4, "max_steps": 4, "val_every_steps": 2,
-        "num_workers": 0, "net": TINY_NET, "val_fraction": 0.25,
-    }  # fmt: skip
-    fields.update(overrides)
-    return TrainConfig.model_validate(fields)
-
+from tests.support.training import TINY_NET, tiny_config
 
 # --- charset and shapes -------------------------------------------------------------------------------------------
 
