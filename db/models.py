@@ -247,7 +247,8 @@ class GroundTruthPage(Base):
     file it came from, and the licence and attribution its lines carry into dataset versions and model cards.
 
     A page is named by its collection and its file's name there: importing the same file again changes nothing
-    (`xml_sha256`), an edited file replaces the page's lines. The lines are `GroundTruthLine`s."""
+    (`xml_sha256`), an edited file replaces the page's lines. Sent for review (flows/review.py), the page takes the
+    lines an annotator corrected (flows/sync.py). The lines are `GroundTruthLine`s."""
 
     __tablename__ = "gt_pages"
 
@@ -268,7 +269,9 @@ class GroundTruthPage(Base):
     line_count: Mapped[int]
     line_types: Mapped[list[Any] | None]
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime | None]  # its lines last replaced: by a new import of its file, or a correction
+    # Who last corrected its lines in Label Studio (the annotator's email); None while they are as imported.
+    corrected_by: Mapped[str | None] = mapped_column(String(255))
 
     lines: Mapped[list[GroundTruthLine]] = relationship(
         back_populates="page", order_by="GroundTruthLine.position", cascade="all, delete-orphan"

@@ -32,6 +32,7 @@ class TaskReason(enum.StrEnum):
     low_confidence = "low_confidence"
     audit = "audit"
     flagged = "flagged"
+    review = "review"  # an imported page sent to be checked (`inkloop datasets review`)
 
 
 class TaskState(enum.StrEnum):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Literal, TypedDict
 
 from alembic import context
-from sqlalchemy import MetaData, text
+from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.engine import make_url
 
 from db.models import Base, UTCDateTime
@@ -69,13 +69,33 @@ def run_online() -> None:
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # Batch mode rebuilds a table (copy, drop, rename); with foreign keys enforced, dropping the old
+                # table would delete the rows that reference it ON DELETE CASCADE (0007's rebuild of
+                # annotation_tasks took every annotation with it). SQLite ignores this PRAGMA inside a
+                # transaction, so it goes to the driver before one begins; the check below stands in for it.
+                _driver_pragma(connection, "foreign_keys=OFF")
             context.configure(connection=connection, **_options(url))
             with context.begin_transaction():
                 if connection.dialect.name == "postgresql":
                     connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
                 context.run_migrations()
+                if sqlite:
+                    broken = connection.execute(text("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise RuntimeError(f"the migration left {len(broken)} rows naming a missing row: {broken[:3]}")
+            if sqlite:
+                _driver_pragma(connection, "foreign_keys=ON")
     finally:
         engine.dispose()
+
+
+def _driver_pragma(connection: Connection, pragma: str) -> None:
+    """A PRAGMA on the SQLite driver's connection itself: outside any transaction SQLAlchemy would begin."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA {pragma}")
 
 
 if context.is_offline_mode():

@@ -6,6 +6,9 @@ and the document its split follows. `gt_lines` holds each line: reading-order po
 line type (SegmOnto or PAGE structure type), polygon and baseline in the image's pixels, and its text. A dataset
 member made from an imported page names it (`dataset_members.gt_page_id`), so a version knows its licences.
 
+Imported pages can be sent to Label Studio to be checked: a task's (and a dataset member's) reason may be `review`,
+and a page whose lines an annotator corrected records who did (`gt_pages.corrected_by`).
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-07
@@ -22,6 +25,20 @@ revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+REASONS = ("low_confidence", "audit", "flagged")
+REVIEW = "review"
+# The enum columns whose CHECK constraint gains `review`: (table, constraint name as the models give it).
+REASON_CHECKS = (("annotation_tasks", "task_reason"), ("dataset_members", "member_reason"))
+
+
+def _reasons_check(table: str, name: str, reasons: Sequence[str]) -> None:
+    """Replace the CHECK constraint of an enum column (`reason`) by one allowing `reasons`. In batch mode, so that
+    SQLite, which cannot alter a constraint, rebuilds the table with the new one."""
+    allowed = ", ".join(f"'{reason}'" for reason in reasons)
+    with op.batch_alter_table(table, schema=None) as batch_op:
+        batch_op.drop_constraint(op.f(f"ck_{table}_{name}"), type_="check")
+        batch_op.create_check_constraint(op.f(f"ck_{table}_{name}"), sa.text(f"reason IN ({allowed})"))
 
 
 def upgrade() -> None:
@@ -44,6 +61,7 @@ def upgrade() -> None:
         sa.Column("line_types", sa.JSON(), nullable=True),
         sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("corrected_by", sa.String(length=255), nullable=True),
         sa.ForeignKeyConstraint(["image_sha256"], ["images.sha256"], name=op.f("fk_gt_pages_image_sha256_images")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_gt_pages")),
         sa.UniqueConstraint("collection", "name", name=op.f("uq_gt_pages_collection_name")),
@@ -74,9 +92,16 @@ def upgrade() -> None:
         batch_op.create_foreign_key(
             batch_op.f("fk_dataset_members_gt_page_id_gt_pages"), "gt_pages", ["gt_page_id"], ["id"]
         )
+    for table, name in REASON_CHECKS:
+        _reasons_check(table, name, (*REASONS, REVIEW))
 
 
 def downgrade() -> None:
+    # Before 0007 no reason meant "an imported page sent to be checked": such tasks and members become audits (a
+    # person checking a page that was not routed for doubt), so their annotations and versions are kept.
+    for table, name in REASON_CHECKS:
+        op.execute(sa.text(f"UPDATE {table} SET reason = 'audit' WHERE reason = '{REVIEW}'"))
+        _reasons_check(table, name, REASONS)
     with op.batch_alter_table("dataset_members", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_dataset_members_gt_page_id_gt_pages"), type_="foreignkey")
         batch_op.drop_column("gt_page_id")
