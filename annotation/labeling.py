@@ -1,9 +1,13 @@
 """What one paragraph looks like inside Label Studio, in both directions.
 
 `task_payload` builds the JSON of a task with the model's reading attached as a pre-annotation, and
-`parse_annotation` turns an annotator's answer back into text, line boxes and flags. Tag names (`paragraph`,
+`parse_annotation` turns an annotator's answer back into text, lines and flags. Tag names (`paragraph`,
 `line_text`, ...) are read from label_config.xml, parsed once, so the XML is the only place they are written: a
 renamed tag there changes what is sent and what is read here, never one without the other.
+
+A line is a box (a rectangle, as the line segmenter finds lines) or an outline (a polygon, as imported ground truth
+draws them, in percent of the image like a box). A parsed outline keeps its polygon and has a box too, its bounds,
+so what reads only boxes reads both.
 
 One truth on the screen: the pre-annotation holds the model's reading once, in the line texts when every line box
 has its text (they are then the reading, top to bottom), else in the paragraph box. Pre-filling both (the first
@@ -22,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 from urllib.parse import quote
 
 from inkloop.errors import InvalidTaskError, MalformedAnnotationError
@@ -37,6 +41,8 @@ UID_KEY = "inkloop_uid"
 _RESERVED_DATA_KEYS = frozenset({UID_KEY, "reason", "priority"})
 
 Box = tuple[float, float, float, float]  # x, y, width, height in percent of the image (Label Studio's units)
+Point = tuple[float, float]  # x, y in percent of the image
+Outline = tuple[Point, ...]  # a line's polygon, 3 points or more
 # PostgreSQL refuses NUL (U+0000) in text and SQLite keeps it, so an answer holding one would fail sync on one
 # database and be stored on the other; a lone surrogate (a JSON "\ud800" escape: no character at all) neither
 # driver can encode, and db/guard.py refuses both on write, so one such answer would stop every later sync at
@@ -49,10 +55,12 @@ UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class Line(TypedDict):
-    """One line of handwriting: its text and its box (x, y, width, height in percent of the image)."""
+    """One line of handwriting: its text and its box (x, y, width, height in percent of the image); a line drawn as
+    an outline also has its `polygon` (points in percent of the image), and its box is the polygon's bounds."""
 
     text: str
     box: Box
+    polygon: NotRequired[Outline]
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,9 @@ class LabelConfig:
     image_key: str  # the task data key the image reads ($image -> "image")
     lines: str  # <RectangleLabels name=...>: a box per line
     line_label: str  # its one <Label value=...>
-    line_text: str  # <TextArea perRegion="true" name=...>: the text of one line box
+    outlines: str  # <PolygonLabels name=...>: an outline per line (imported pages' polygons)
+    outline_label: str  # its one <Label value=...>
+    line_text: str  # <TextArea perRegion="true" name=...>: the text of one line (box or outline)
     paragraph: str  # <TextArea name=...> (not per region): the whole paragraph
     quality: str  # <Choices name=...>
     unreadable: str  # its <Choice value=...> meaning "this image cannot be read"
@@ -89,8 +99,9 @@ class ParsedAnnotation:
     nul_characters: int = 0  # NULs (and lone surrogates) dropped from its texts and annotator (see UNSTORABLE)
 
     def raw(self) -> dict[str, Any]:
-        """The answer as submitted (less any NUL), kept beside the label derived from it: {"paragraph", "lines"}."""
-        return {"paragraph": self.paragraph, "lines": [dict(line, box=list(line["box"])) for line in self.lines]}
+        """The answer as submitted (less any NUL), kept beside the label derived from it: {"paragraph", "lines"}.
+        JSON's shapes (lists), so that it compares equal to what a database gives back."""
+        return {"paragraph": self.paragraph, "lines": [_json_line(line) for line in self.lines]}
 
     def label(self, prediction: str | None) -> DerivedLabel:
         """What the annotator meant, given the model reading the screen was pre-filled with (inkloop.labels)."""
@@ -120,6 +131,7 @@ def parse_label_config(xml: str) -> LabelConfig:
     if not re.fullmatch(r"\$[A-Za-z_][A-Za-z0-9_]*", image_value):
         raise InvalidTaskError(f"labeling config: <Image value={image_value!r}> must name a task field like $image")
     lines = only(list(root.iter("RectangleLabels")), "<RectangleLabels> (line boxes)")
+    outlines = only(list(root.iter("PolygonLabels")), "<PolygonLabels> (line outlines)")
     quality = only(list(root.iter("Choices")), "<Choices> (the unreadable flag)")
     text_areas = list(root.iter("TextArea"))
     per_region = [el for el in text_areas if (el.get("perRegion") or "").lower() == "true"]
@@ -130,7 +142,9 @@ def parse_label_config(xml: str) -> LabelConfig:
         image_key=image_value[1:],
         lines=name(lines),
         line_label=only(list(lines.iter("Label")), "<Label> in <RectangleLabels>").get("value") or "",
-        line_text=name(only(per_region, '<TextArea perRegion="true"> (the text of a line box)')),
+        outlines=name(outlines),
+        outline_label=only(list(outlines.iter("Label")), "<Label> in <PolygonLabels>").get("value") or "",
+        line_text=name(only(per_region, '<TextArea perRegion="true"> (the text of a line)')),
         paragraph=name(only(whole, "<TextArea> without perRegion (the paragraph)")),
         quality=name(quality),
         unreadable=only(list(quality.iter("Choice")), "<Choice> in <Choices>").get("value") or "",
@@ -168,42 +182,82 @@ def _clip_box(box: Any, what: str) -> Box:
     return (left, top, right - left, bottom - top)
 
 
-def _checked_lines(lines: Sequence[Mapping[str, Any]]) -> list[tuple[str, Box]]:
-    """Each line's text and its box clipped to the image; InvalidTaskError names a malformed one."""
+def outline_box(points: Sequence[Point]) -> Box:
+    """The bounding box of a polygon (x, y, width, height), in the polygon's units."""
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    return (min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+
+
+def _clip_outline(points: Any, what: str) -> Outline:
+    """The polygon with each point moved onto the image (an outline traced to the edge may round past it); a
+    polygon with no area inside the image is an error."""
+    if not isinstance(points, Sequence) or isinstance(points, str) or len(points) < 3:
+        raise InvalidTaskError(f"{what} must be 3 or more [x, y] points in percent, not {points!r}")
+    clipped = []
+    for point in points:
+        if not isinstance(point, Sequence) or isinstance(point, str) or len(point) != 2:
+            raise InvalidTaskError(f"{what} must be [x, y] points in percent, not a point {point!r}")
+        x, y = (_finite(v, what) for v in point)
+        clipped.append((min(max(x, 0.0), 100.0), min(max(y, 0.0), 100.0)))
+    _, _, width, height = outline_box(clipped)
+    if width <= 0 or height <= 0:
+        raise InvalidTaskError(f"{what} has no area inside the image (percent units, 0..100)")
+    return tuple(clipped)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A checked line: its text, its box, and its outline when it has one (the box is then the outline's bounds)."""
+
+    text: str
+    box: Box
+    outline: Outline | None = None
+
+
+def _checked_lines(lines: Sequence[Mapping[str, Any]]) -> list[_Shape]:
+    """Each line's text and its shape clipped to the image: its polygon when it has one, else its box;
+    InvalidTaskError names a malformed one."""
     checked = []
     for i, line in enumerate(lines):
         if not isinstance(line, Mapping) or not isinstance(line.get("text"), str):
             raise InvalidTaskError(f"line {i} must be {{'text': str, 'box': (x, y, w, h)}}, not {line!r}")
-        checked.append((line["text"], _clip_box(line.get("box"), f"line {i} box")))
+        if line.get("polygon"):
+            outline = _clip_outline(line["polygon"], f"line {i} polygon")
+            checked.append(_Shape(line["text"], outline_box(outline), outline))
+        else:
+            checked.append(_Shape(line["text"], _clip_box(line.get("box"), f"line {i} box")))
     return checked
 
 
-def _line_results(config: LabelConfig, lines: Sequence[tuple[str, Box]], *, empty_texts: bool) -> list[dict[str, Any]]:
-    """A box per line with its text; a line without text gets an empty text item only with `empty_texts` (a
-    pre-annotation's empty line field, as the screen has always shown it), else it is a box alone (what the screen
-    submits for a line field left empty)."""
+def _line_results(config: LabelConfig, lines: Sequence[_Shape], *, empty_texts: bool) -> list[dict[str, Any]]:
+    """A region per line (a box, or an outline for a line with a polygon) with its text; a line without text gets
+    an empty text item only with `empty_texts` (a pre-annotation's empty line field, as the screen has always shown
+    it), else it is a region alone (what the screen submits for a line field left empty)."""
     result: list[dict[str, Any]] = []
-    for i, (text, (x, y, w, h)) in enumerate(lines):
-        geometry = {"x": x, "y": y, "width": w, "height": h, "rotation": 0}
-        # A box and its text are one region in Label Studio because they share an id.
+    for i, line in enumerate(lines):
+        geometry: dict[str, Any]
+        if line.outline is not None:
+            geometry = {"points": [list(point) for point in line.outline], "closed": True}
+            tag, kind = config.outlines, "polygonlabels"
+            labels = {kind: [config.outline_label]}
+        else:
+            x, y, w, h = line.box
+            geometry = {"x": x, "y": y, "width": w, "height": h, "rotation": 0}
+            tag, kind = config.lines, "rectanglelabels"
+            labels = {kind: [config.line_label]}
+        # A region and its text are one region in Label Studio because they share an id.
         region = f"line-{i + 1}"
         result.append(
-            {
-                "id": region,
-                "from_name": config.lines,
-                "to_name": config.image,
-                "type": "rectanglelabels",
-                "value": {**geometry, "rectanglelabels": [config.line_label]},
-            }
+            {"id": region, "from_name": tag, "to_name": config.image, "type": kind, "value": {**geometry, **labels}}
         )
-        if text or empty_texts:
+        if line.text or empty_texts:
             result.append(
                 {
                     "id": region,
                     "from_name": config.line_text,
                     "to_name": config.image,
                     "type": "textarea",
-                    "value": {**geometry, "text": [text]},
+                    "value": {**geometry, "text": [line.text]},
                 }
             )
     return result
@@ -244,9 +298,11 @@ def task_payload(
 ) -> dict[str, Any]:
     """The JSON that imports one task: the image and inkloop's fields as data, the model's reading as a prediction.
 
-    `lines` are the model's lines, `{"text": str, "box": (x, y, width, height)}` in percent of the image. The
-    reading is pre-filled once (see the module's docstring): in the line texts when they are the whole of `text`,
-    else in the paragraph box (possibly empty), beside the boxes with empty texts. `meta` adds fields to the
+    `lines` are the model's lines, `{"text": str, "box": (x, y, width, height)}` in percent of the image, or
+    `{"text": str, "polygon": [[x, y], ...]}` (also percent) for a line drawn as an outline, which is pre-filled as
+    an outline rather than a box (a line with both is an outline). The reading is pre-filled once (see the
+    module's docstring): in the line texts when they are the whole of `text`, else in the paragraph box (possibly
+    empty), beside the regions with empty texts. `meta` adds fields to the
     task data (request id, image key, ...), which the Data Manager shows as columns. Label Studio shows the
     prediction to an annotator only while the project's model_version equals `model_version` (see
     client.ensure_project).
@@ -275,8 +331,8 @@ def task_payload(
     if not isinstance(text, str):
         raise InvalidTaskError(f"task {uid}: text must be a string, not {text!r}")
     checked = _checked_lines(lines)
-    in_lines = lines_carry_reading(text, checked)
-    shown = checked if in_lines else [("", box) for _, box in checked]
+    in_lines = lines_carry_reading(text, [(line.text, line.box) for line in checked])
+    shown = checked if in_lines else [_Shape("", line.box, line.outline) for line in checked]
     result = _line_results(config, shown, empty_texts=True)
     if not in_lines:
         result.append(_paragraph_result(config, text))
@@ -290,9 +346,9 @@ def annotation_result(
     unreadable: bool = False,
     config: LabelConfig | None = None,
 ) -> list[dict[str, Any]]:
-    """The `result` an annotator's submission holds: line boxes with their texts, the paragraph, the flag. An empty
-    field is left out, as the labeling screen leaves it out: a box without text is a box alone, and an empty
-    paragraph box gives nothing."""
+    """The `result` an annotator's submission holds: line boxes (or outlines, for lines with a "polygon") with
+    their texts, the paragraph, the flag. An empty field is left out, as the labeling screen leaves it out: a region
+    without text is a region alone, and an empty paragraph box gives nothing."""
     config = config or label_config()
     if not isinstance(paragraph, str):
         raise InvalidTaskError(f"paragraph text must be a string, not {paragraph!r}")
@@ -389,6 +445,27 @@ def _geometry(value: Mapping[str, Any], where: str) -> Box:
     return box  # type: ignore[return-value]
 
 
+def _outline(value: Mapping[str, Any], where: str) -> Outline:
+    points = value.get("points")
+    try:
+        if not isinstance(points, list) or len(points) < 3:
+            raise TypeError
+        return tuple((float(x), float(y)) for x, y in points)
+    except (TypeError, ValueError):
+        shown = f"{points!r}"[:200]
+        raise MalformedAnnotationError(
+            f"{where}: a line outline needs 3 or more numeric [x, y] points, not {shown}"
+        ) from None
+
+
+def _json_line(line: Line) -> dict[str, Any]:
+    """A line as JSON holds it (lists, not tuples)."""
+    out: dict[str, Any] = {**line, "box": list(line["box"])}
+    if "polygon" in line:
+        out["polygon"] = [list(point) for point in line["polygon"]]
+    return out
+
+
 def parse_annotation(
     annotation: Mapping[str, Any], task: Mapping[str, Any], *, config: LabelConfig | None = None
 ) -> ParsedAnnotation:
@@ -417,6 +494,7 @@ def parse_annotation(
         raise MalformedAnnotationError(f"{where}: result must be a list, not {type(result).__name__}")
 
     boxes: dict[str, Box] = {}
+    outlines: dict[str, Outline] = {}
     line_texts: dict[str, list[str]] = {}
     paragraph: list[str] = []
     unreadable = False
@@ -435,19 +513,30 @@ def parse_annotation(
         spot = f"{where}, result item {n} ({source})"
         if source == config.lines:
             boxes[region] = _geometry(value, spot)
+        elif source == config.outlines:
+            outlines[region] = _outline(value, spot)
         elif source == config.line_text:
             line_texts.setdefault(region, []).extend(texts(value, spot))
-            if region not in boxes and "x" in value:
-                boxes[region] = _geometry(value, spot)
+            # A text item repeats its region's shape: enough to place a line whose shape item is missing.
+            if region not in boxes and region not in outlines:
+                if "points" in value:
+                    outlines[region] = _outline(value, spot)
+                elif "x" in value:
+                    boxes[region] = _geometry(value, spot)
         elif source == config.paragraph:
             paragraph.extend(texts(value, spot))
         elif source == config.quality:
             choices = value.get("choices", [])
             unreadable = unreadable or (isinstance(choices, list) and config.unreadable in choices)
 
+    def read_line(region: str) -> Line:
+        text = "\n".join(line_texts.get(region, [])).strip()
+        if region in outlines:  # an outline and its bounding box: what reads only boxes reads it too
+            return Line(text=text, box=outline_box(outlines[region]), polygon=outlines[region])
+        return Line(text=text, box=boxes[region])
+
     lines = sorted(
-        (Line(text="\n".join(line_texts.get(region, [])).strip(), box=box) for region, box in boxes.items()),
-        key=lambda line: (line["box"][1], line["box"][0]),
+        (read_line(region) for region in {**boxes, **outlines}), key=lambda line: (line["box"][1], line["box"][0])
     )
     text = "\n".join(paragraph).strip()
     if not text:

@@ -293,5 +293,39 @@ def datasets_collections(
         typer.echo(f"  lines by type: {types}")
 
 
+@datasets_app.command("review")
+def datasets_review(
+    collection: Annotated[str, typer.Argument(help="An imported collection (inkloop datasets collections).")],
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most this many pages (default: every page not yet sent).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Send imported pages to Label Studio to be checked, each pre-filled with its line outlines and texts; sync
+    brings the corrected lines back to the pages. A page is sent once: a second run sends only pages not yet sent."""
+    checked_text(collection, what="COLLECTION")
+    import time
+
+    from flows.common import flow_context
+    from flows.review import ReviewParams, review_pages
+    from flows.route import label_studio
+
+    params = ReviewParams(collection=collection, limit=limit)
+    started = time.perf_counter()
+    with flow_context() as context, label_studio(context.settings) as client:
+        summary = review_pages(context, client, params)
+    summary.seconds = round(time.perf_counter() - started, 2)
+    if as_json:
+        typer.echo(summary.model_dump_json())
+        return
+    typer.echo(
+        f"sent {summary.created} pages of {summary.collection} for review ({summary.lines} lines) to Label Studio "
+        f"project {summary.project!r}; {summary.already_sent} sent before"
+    )
+    if summary.recovered or summary.resent:
+        typer.echo(f"  queued by a run that stopped: {summary.recovered} found there, {summary.resent} sent now")
+    typer.echo(f"  pre-filled as model version {summary.model_version}; sync brings the corrections back")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(datasets_app, name="datasets")

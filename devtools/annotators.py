@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from annotation.client import LabelStudioClient
-from annotation.labeling import annotation_result, label_config
+from annotation.labeling import Line, annotation_result, label_config, outline_box
 from inkloop.errors import LabelStudioError
 
 
@@ -105,18 +105,18 @@ class SimulatedAnnotator:
 
 @dataclass(frozen=True)
 class Prefill:
-    """What a task's labeling screen shows pre-filled, as an annotator finds it: the paragraph box, and the line
-    boxes (top to bottom) with their texts ("" for a box without one)."""
+    """What a task's labeling screen shows pre-filled, as an annotator finds it: the paragraph box, and the lines
+    (top to bottom: boxes, or outlines with their polygons) with their texts ("" for a line without one)."""
 
     paragraph: str
-    lines: list[tuple[str, tuple[float, ...]]]
+    lines: list[Line]
 
     @property
     def reading(self) -> str:
         """The model's reading the screen shows: the line texts top to bottom when they carry it, else the
         paragraph box (annotation/labeling.py pre-fills one of the two)."""
-        if self.lines and all(text for text, _ in self.lines):
-            return "\n".join(text for text, _ in self.lines)
+        if self.lines and all(line["text"] for line in self.lines):
+            return "\n".join(line["text"] for line in self.lines)
         return self.paragraph
 
 
@@ -129,35 +129,39 @@ def prefill(task: dict[str, Any]) -> Prefill:
     result = predictions[0]["result"]
     paragraph = next((r["value"]["text"][0] for r in result if r["from_name"] == config.paragraph), "")
     texts = {r["id"]: "\n".join(r["value"]["text"]) for r in result if r["from_name"] == config.line_text}
-    lines = [
-        (texts.get(r["id"], ""), tuple(r["value"][k] for k in ("x", "y", "width", "height")))
-        for r in result
-        if r["from_name"] == config.lines
-    ]
-    return Prefill(paragraph, sorted(lines, key=lambda line: (line[1][1], line[1][0])))
+    lines: list[Line] = []
+    for r in result:
+        text = texts.get(r["id"], "")
+        if r["from_name"] == config.lines:
+            lines.append(Line(text=text, box=tuple(r["value"][k] for k in ("x", "y", "width", "height"))))
+        elif r["from_name"] == config.outlines:
+            outline = tuple((float(x), float(y)) for x, y in r["value"]["points"])
+            lines.append(Line(text=text, box=outline_box(outline), polygon=outline))
+    return Prefill(paragraph, sorted(lines, key=lambda line: (line["box"][1], line["box"][0])))
 
 
 def prefilled(task: dict[str, Any]) -> tuple[str, list[tuple[float, ...]]]:
-    """The model's reading a task's labeling screen shows pre-filled, and its line boxes (top to bottom)."""
+    """The model's reading a task's labeling screen shows pre-filled, and its line boxes (top to bottom; an
+    outline's is its bounding box)."""
     shown = prefill(task)
-    return shown.reading, [box for _, box in shown.lines]
+    return shown.reading, [line["box"] for line in shown.lines]
 
 
 def correction(task: dict[str, Any], text: str) -> list[dict[str, Any]]:
     """What an annotator submits when the page reads `text`, as the labeling screen's header asks: where the
-    lines carry the reading and their boxes match the text's lines, each line corrected in its box (the paragraph
-    box left as it was: empty); where they carry it but the boxes are wrong, the boxes deleted and the paragraph
-    typed; where the paragraph box carries it, the paragraph corrected there (any boxes left, without text)."""
+    lines carry the reading and their regions match the text's lines, each line corrected in its region (a box or
+    an outline, kept as it is; the paragraph box left as it was: empty); where they carry it but the regions are
+    wrong, the regions deleted and the paragraph typed; where the paragraph box carries it, the paragraph corrected
+    there (any regions left, without text)."""
     shown = prefill(task)
     rows = text.split("\n")
-    boxes = [box for _, box in shown.lines]
-    in_lines = bool(shown.lines) and all(line_text for line_text, _ in shown.lines)
-    if in_lines and len(boxes) == len(rows):
-        lines = [{"text": row, "box": box} for row, box in zip(rows, boxes, strict=True)]
+    in_lines = bool(shown.lines) and all(line["text"] for line in shown.lines)
+    if in_lines and len(shown.lines) == len(rows):
+        lines = [{**line, "text": row} for row, line in zip(rows, shown.lines, strict=True)]
         return annotation_result(paragraph=shown.paragraph, lines=lines)
     if in_lines:
         return annotation_result(paragraph=text)
-    return annotation_result(paragraph=text, lines=[{"text": "", "box": box} for box in boxes])
+    return annotation_result(paragraph=text, lines=[{**line, "text": ""} for line in shown.lines])
 
 
 def slip(text: str, rng: random.Random) -> str:

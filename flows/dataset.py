@@ -125,6 +125,7 @@ def _choose(page: repo.LabelledPage) -> tuple[Annotation | None, str | None]:
 class _Candidate:
     member: repo.MemberSpec  # its split is placed by the rule
     link: str | None  # its document: pages sharing one stay in one split
+    imported: Any = None  # the imported page (db.models.GroundTruthPage) it was made from
 
 
 def _imported_members(session: Session, collections: Sequence[str] | None, plan: Plan) -> list[_Candidate]:
@@ -147,26 +148,38 @@ def _imported_members(session: Session, collections: Sequence[str] | None, plan:
             line_count=len(lines),
         )
         link = f"{page.collection}/{page.document}" if page.document else None
-        candidates.append(_Candidate(spec, link))
-        plan.licences[page.licence or "unknown"] = plan.licences.get(page.licence or "unknown", 0) + 1
-        if page.attribution:
-            plan.attributions.setdefault(page.collection, page.attribution)
+        candidates.append(_Candidate(spec, link, page))
     return candidates
+
+
+def _outlined(text: str, imported: list[Any]) -> tuple[list[dict[str, Any]], Any] | None:
+    """The lines of the imported page an answer corrected (sync wrote the answer into it), with their polygons and
+    baselines, when they say what the answer says; else None."""
+    for page in imported:
+        lines = [line for line in repo.lines_as_json(page) if line["text"].strip()]
+        if lines and "\n".join(line["text"] for line in lines) == text:
+            return lines, page
+    return None
 
 
 def _annotated_members(session: Session, project: str, plan: Plan) -> list[_Candidate]:
     candidates = []
-    for page in repo.labelled_pages(session=session, project=project):
+    pages = repo.labelled_pages(session=session, project=project)
+    imported = repo.gt_pages_by_image(session=session, image_sha256s=[p.image_sha256 for p in pages])
+    for page in pages:
         answer, why = _choose(page)
         if answer is None:
             plan.left_out[why or "unknown"] += 1
             continue
         text = (answer.text or "").strip()
+        # A reviewed imported page keeps its outlines: its stored lines are the answer's (flows/sync.py).
+        outlined = _outlined(text, imported.get(page.image_sha256, []))
         spec = repo.MemberSpec(
             image_sha256=page.image_sha256,
             split=Split.train,  # placed below
             text=text,
-            lines=answer.lines,
+            lines=outlined[0] if outlined else answer.lines,
+            gt_page_id=outlined[1].id if outlined else None,
             annotation_id=answer.id,
             annotation_revision=answer.revision,
             reason=page.reason,
@@ -178,7 +191,16 @@ def _annotated_members(session: Session, project: str, plan: Plan) -> list[_Cand
             served_confidence=page.served_confidence,
         )
         candidates.append(_Candidate(spec, page.document))
+        if outlined:
+            _credit(plan, outlined[1])
     return candidates
+
+
+def _credit(plan: Plan, page: Any) -> None:
+    """Count an imported page under its licence in the plan, and keep its collection's attribution."""
+    plan.licences[page.licence or "unknown"] = plan.licences.get(page.licence or "unknown", 0) + 1
+    if page.attribution:
+        plan.attributions.setdefault(page.collection, page.attribution)
 
 
 def plan_version(
@@ -201,6 +223,7 @@ def plan_version(
                 continue
             seen.add(candidate.member.image_sha256)
             chosen.append(candidate)
+            _credit(plan, candidate.imported)
     if not chosen:
         return plan
     keys = [c.member.image_sha256 for c in chosen]

@@ -13,7 +13,7 @@ import io
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from datetime import time as day_time
@@ -30,7 +30,7 @@ from annotation.routing import Candidate, Plan, plan
 from db import repo
 from db.models import AnnotationTask, Request
 from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
-from inkloop.domain import TaskState
+from inkloop.domain import TaskReason, TaskState
 from inkloop.errors import InkloopError
 from inkloop.phash import NEAR_DUPLICATE_DISTANCE
 from inkloop.settings import Settings
@@ -196,8 +196,11 @@ def payloads_for(context: FlowContext, tasks: Sequence[AnnotationTask]) -> list[
 
 
 def queued_tasks(context: FlowContext, *, project: str) -> list[AnnotationTask]:
+    """Routed tasks recorded but not yet confirmed in Label Studio. Review tasks (imported pages, pre-filled with
+    their own lines) are flows/review.py's to send."""
     with context.transaction(write=False) as session:
-        return repo.tasks_in_state(session=session, project=project, state=TaskState.queued)
+        queued = repo.tasks_in_state(session=session, project=project, state=TaskState.queued)
+    return [task for task in queued if task.reason is not TaskReason.review]
 
 
 def confirm(context: FlowContext, *, ls_project_id: int, ls_task_ids: dict[str, int]) -> int:
@@ -215,14 +218,15 @@ def send(
     *,
     ls_project_id: int,
     tasks: Sequence[AnnotationTask],
+    payloads: Callable[[FlowContext, Sequence[AnnotationTask]], list[dict[str, Any]]] = payloads_for,
 ) -> tuple[int, int]:
-    """Import queued tasks that Label Studio does not have yet, then record the ids it gave them.
-    Returns (imported now, found already there)."""
+    """Import queued tasks that Label Studio does not have yet (their JSON from `payloads`: flows/review.py sends
+    its own), then record the ids it gave them. Returns (imported now, found already there)."""
     uids = [t.uid for t in tasks]
     present = client.task_ids_by_uid(ls_project_id, uids)
     missing = [t for t in tasks if t.uid not in present]
     if missing:
-        present.update(client.import_tasks(ls_project_id, payloads_for(context, missing)))
+        present.update(client.import_tasks(ls_project_id, payloads(context, missing)))
     absent = [uid for uid in uids if uid not in present]
     if absent:
         raise InkloopError(f"Label Studio accepted the import but lacks {len(absent)} tasks (uid {absent[0]})")

@@ -11,6 +11,13 @@ annotators did the same task, their agreement (CER between their labels) is stor
 disagreement above the threshold, or one answer whose lines and paragraph were both edited differently, marks the
 task `needs_review` instead of `completed`.
 
+A completed task whose image is an imported page (one sent for review by `inkloop datasets review`, or any
+page both imported and routed) corrects that page: the newest answer's lines become the page's lines (their texts,
+and their outlines back in the page's pixels; lines the annotator added or deleted change the set), with who
+corrected it, in the same transaction as the answer (annotation/review.py says which line is which). An answer
+that gives the page no line-by-line reading (a paragraph typed over deleted lines) leaves the page as it is and is
+counted; an answer that changes nothing writes nothing.
+
 An answer holding NUL characters is stored without them, the same on SQLite and PostgreSQL (which refuses NUL in
 text), and so are lone surrogates: annotation.labeling.parse_annotation drops them (why dropping is right for an
 annotator's answer: see its UNSTORABLE), the summary's `nul dropped` counts the answers that had any, and no
@@ -32,8 +39,9 @@ from sqlalchemy.orm import Session
 
 from annotation.client import LabelStudioClient
 from annotation.labeling import ParsedAnnotation, parse_annotation
+from annotation.review import answer_lines, corrected_lines
 from db import repo
-from db.models import Annotation, AnnotationTask
+from db.models import Annotation, AnnotationTask, GroundTruthPage
 from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
 from flows.route import label_studio
 from inkloop.domain import TaskState
@@ -70,6 +78,8 @@ class SyncSummary(FlowSummary):
     needs_review: int = 0
     # Answers (new annotations or revisions) stored without the NUL characters (or lone surrogates) they held.
     nul_dropped: int = 0
+    pages_corrected: int = 0  # imported pages whose lines an answer changed
+    pages_not_corrected: int = 0  # imported pages whose newest answer gives no line-by-line reading
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -114,18 +124,21 @@ def store_page(
     """Store the new revisions of one page of Label Studio tasks and update those tasks' states."""
     ours = repo.tasks_by_ls_id(session=session, ls_project_id=ls_project_id, ls_task_ids=[t["id"] for t in ls_tasks])
     latest = repo.latest_revisions(session=session, task_ids=[t.id for t in ours.values()])
+    imported = repo.gt_pages_by_image(session=session, image_sha256s=[t.image_sha256 for t in ours.values()])
     for ls_task in ls_tasks:
         summary.tasks_seen += 1
         task_row = ours.get(ls_task["id"])
         if task_row is None:
             summary.unknown_tasks += 1
             continue
+        changed = False
         for annotation in ls_task.get("annotations") or []:
             parsed = parse_annotation(annotation, ls_task)
             stored = latest.get(parsed.ls_annotation_id)
             if stored is not None and _same(stored, parsed):
                 summary.unchanged += 1
                 continue
+            changed = True
             if parsed.nul_characters:
                 summary.nul_dropped += 1
                 log.warning(
@@ -155,8 +168,39 @@ def store_page(
                 summary.new_annotations += 1
             else:
                 summary.new_revisions += 1
-        _update_state(task_row, [a for a in latest.values() if a.task_id == task_row.id], params, summary)
+        answers = [a for a in latest.values() if a.task_id == task_row.id]
+        _update_state(task_row, answers, params, summary)
+        pages = imported.get(task_row.image_sha256, [])
+        if changed and pages and task_row.state is TaskState.completed:
+            # The task's data names the page it was sent for; a routed image that is also imported names none.
+            collection = (ls_task.get("data") or {}).get("collection")
+            named = [p for p in pages if p.collection == collection] or pages
+            _correct_pages(session, named, answers, summary)
     session.flush()
+
+
+def _correct_pages(
+    session: Session, pages: Sequence[GroundTruthPage], answers: list[Annotation], summary: SyncSummary
+) -> None:
+    """Give imported pages the lines of their task's newest answer (the task is completed: its answers agree)."""
+    newest = max((a for a in answers if not a.skipped), key=lambda a: (a.annotated_at, a.id), default=None)
+    if newest is None or newest.unreadable:
+        return
+    lines = answer_lines(raw=newest.raw, lines=newest.lines, text=newest.text or "")
+    for page in pages:
+        if lines is None:
+            summary.pages_not_corrected += 1
+            log.warning(
+                "imported page %s/%s: its newest answer (annotation %d) has no text per line, so the page keeps its "
+                "lines",
+                page.collection,
+                page.name,
+                newest.ls_annotation_id,
+            )
+        elif repo.correct_gt_page(
+            session=session, page=page, lines=corrected_lines(page, lines), annotator=newest.annotator
+        ):
+            summary.pages_corrected += 1
 
 
 def _update_state(task_row: AnnotationTask, latest: list[Annotation], params: SyncParams, summary: SyncSummary) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from db.models import GroundTruthLine, GroundTruthPage, utcnow
+from db.models import AnnotationTask, GroundTruthLine, GroundTruthPage, utcnow
 from db.repo.common import add_unique
 from inkloop.errors import ConflictError, NotFoundError
 
@@ -84,6 +84,7 @@ def save_gt_page(*, session: Session, spec: PageSpec) -> tuple[GroundTruthPage, 
         existing.licence, existing.attribution, existing.document = spec.licence, spec.attribution, spec.document
         existing.line_count, existing.line_types = len(spec.lines), _types(spec.lines)
         existing.updated_at = utcnow()
+        existing.corrected_by = None  # the lines are the new file's, no one's correction
         session.add_all(_line_rows(existing.id, spec.lines))
         session.flush()
         return existing, "updated"
@@ -118,6 +119,63 @@ def gt_pages(*, session: Session, collections: Sequence[str] | None = None) -> l
     if collections is not None:
         query = query.where(GroundTruthPage.collection.in_(list(collections)))
     return list(session.scalars(query.order_by(GroundTruthPage.collection, GroundTruthPage.name)))
+
+
+def gt_pages_by_image(*, session: Session, image_sha256s: Sequence[str]) -> dict[str, list[GroundTruthPage]]:
+    """The imported pages of these images, with their lines loaded, by image (an image may be in two collections)."""
+    if not image_sha256s:
+        return {}
+    query = (
+        select(GroundTruthPage)
+        .options(selectinload(GroundTruthPage.lines))
+        .where(GroundTruthPage.image_sha256.in_(list(set(image_sha256s))))
+        .order_by(GroundTruthPage.id)
+    )
+    found: dict[str, list[GroundTruthPage]] = {}
+    for page in session.scalars(query):
+        found.setdefault(page.image_sha256, []).append(page)
+    return found
+
+
+def pages_to_review(
+    *, session: Session, collection: str, project: str, limit: int | None = None
+) -> tuple[list[GroundTruthPage], int]:
+    """Pages of `collection` whose image has no task in `project` yet, by name, at most `limit`, with their lines
+    loaded; and how many of the collection's pages have one already."""
+    tasked = (
+        select(AnnotationTask.id)
+        .where(AnnotationTask.image_sha256 == GroundTruthPage.image_sha256, AnnotationTask.project == project)
+        .exists()
+    )
+    in_collection = GroundTruthPage.collection == collection
+    query = (
+        select(GroundTruthPage)
+        .options(selectinload(GroundTruthPage.lines))
+        .where(in_collection, ~tasked)
+        .order_by(GroundTruthPage.name)
+        .limit(limit)
+    )
+    sent = session.scalar(select(func.count()).select_from(GroundTruthPage).where(in_collection, tasked)) or 0
+    return list(session.scalars(query)), int(sent)
+
+
+def correct_gt_page(*, session: Session, page: GroundTruthPage, lines: Sequence[LineSpec], annotator: str) -> bool:
+    """Give `page` the lines an annotator corrected (pixels, reading order), recording who and when; False (nothing
+    written) when they are the lines it has. In the caller's transaction."""
+    current = [
+        LineSpec(line.text, line.polygon, line.baseline, line.line_type, line.line_id, line.region_id)
+        for line in page.lines
+    ]
+    if current == list(lines):
+        return False
+    session.execute(delete(GroundTruthLine).where(GroundTruthLine.page_id == page.id))
+    session.expire(page, ["lines"])
+    page.line_count, page.line_types = len(lines), _types(lines)
+    page.updated_at = utcnow()
+    page.corrected_by = annotator
+    session.add_all(_line_rows(page.id, lines))
+    session.flush()
+    return True
 
 
 def gt_pages_by_id(*, session: Session, ids: Sequence[int]) -> dict[int, GroundTruthPage]:

@@ -76,6 +76,7 @@ def test_names_come_from_the_shipped_config() -> None:
         "quality",
         "Unreadable",
     )
+    assert (config.outlines, config.outline_label) == ("outline", "Line outline")
     assert LabelInterface(config.xml)  # Label Studio's own parser accepts it
 
 
@@ -92,6 +93,7 @@ def test_renamed_tags_are_followed() -> None:
     ("edit", "message"),
     [
         (lambda x: x.replace('perRegion="true"', ""), 'exactly one <TextArea perRegion="true">'),
+        (lambda x: x.replace("PolygonLabels", "Polygon"), "exactly one <PolygonLabels> .line outlines."),
         (lambda x: x.replace("<Choice value", "<Foo value"), "exactly one <Choice> in <Choices>"),
         (lambda x: x.replace("$image", "image"), "must name a task field"),
         (lambda x: x.replace("</View>", ""), "not well-formed XML"),
@@ -300,3 +302,60 @@ def test_malformed_annotations_name_what_is_wrong(
 ) -> None:
     with pytest.raises(MalformedAnnotationError, match=message):
         parse_annotation(annotation, task)
+
+
+# --- lines drawn as outlines (imported pages) ---------------------------------------------------------------------
+
+OUTLINE = [[10.0, 20.0], [60.0, 18.0], [62.0, 30.0], [9.0, 31.0]]  # percent of the image
+
+
+def test_a_line_with_a_polygon_is_pre_filled_as_an_outline_and_a_boxed_line_stays_a_box() -> None:
+    lines = [{"text": "first line", "polygon": OUTLINE}, {"text": "second line", "box": (5.0, 40.0, 80.0, 12.0)}]
+    (prediction,) = _payload(lines=lines)["predictions"]
+    result = prediction["result"]
+    assert [(r["id"], r["from_name"], r["type"]) for r in result] == [
+        ("line-1", "outline", "polygonlabels"),
+        ("line-1", "line_text", "textarea"),
+        ("line-2", "line", "rectanglelabels"),
+        ("line-2", "line_text", "textarea"),
+    ]
+    assert result[0]["value"] == {"points": OUTLINE, "closed": True, "polygonlabels": ["Line outline"]}
+    # the text item is the same region: it repeats the outline, as Label Studio's per-region text does
+    assert result[1]["value"] == {"points": OUTLINE, "closed": True, "text": ["first line"]}
+    assert _fields(prediction) == {"line_text": ["first line", "second line"]}  # one truth: the lines alone
+    assert LabelInterface(label_config().xml).validate_prediction(prediction, return_errors=True) == []
+
+
+def test_an_outline_is_clipped_to_the_image_and_a_bad_one_is_named() -> None:
+    (prediction,) = _payload(lines=[{"text": "edge", "polygon": [[-1, 95], [50, 95], [50, 104]]}], text="edge")[
+        "predictions"
+    ]
+    assert prediction["result"][0]["value"]["points"] == [[0.0, 95.0], [50.0, 95.0], [50.0, 100.0]]
+    with pytest.raises(InvalidTaskError, match="line 0 polygon must be 3 or more"):
+        _payload(lines=[{"text": "x", "polygon": [[1, 2], [3, 4]]}])
+    with pytest.raises(InvalidTaskError, match="line 0 polygon has no area"):
+        _payload(lines=[{"text": "x", "polygon": [[1, 2], [3, 2], [5, 2]]}])
+
+
+def test_an_outline_parses_back_with_its_polygon_and_its_bounding_box() -> None:
+    lines: list[dict[str, Any]] = [
+        {"text": "second line", "box": (5.0, 40.0, 80.0, 12.0)},
+        {"text": "first line", "polygon": OUTLINE},
+    ]
+    parsed = parse_annotation(_annotation(annotation_result(paragraph="", lines=lines)), TASK)
+    first, second = parsed.lines
+    assert first == {"text": "first line", "box": (9.0, 18.0, 53.0, 13.0), "polygon": tuple(map(tuple, OUTLINE))}
+    assert second == {"text": "second line", "box": (5.0, 40.0, 80.0, 12.0)}  # a box has no polygon
+    assert parsed.text == "first line\nsecond line"
+    # stored as JSON gives it back: lists, so a second sync finds the same answer
+    assert parsed.raw()["lines"][0] == {"text": "first line", "box": [9.0, 18.0, 53.0, 13.0], "polygon": OUTLINE}
+    assert parsed.label(None).lines[0] == {"text": "first line", "box": [9.0, 18.0, 53.0, 13.0]}
+
+
+def test_an_outline_known_only_from_its_text_item_is_a_line() -> None:
+    text_only = [{"id": "r1", "from_name": "line_text", "value": {"points": OUTLINE, "text": ["a line"]}}]
+    (line,) = parse_annotation(_annotation(text_only), TASK).lines
+    assert line["text"] == "a line" and line["polygon"] == tuple(map(tuple, OUTLINE))
+    bad = [{"id": "r1", "from_name": "outline", "value": {"points": [[1, "x"], [2, 3], [4, 5]]}}]
+    with pytest.raises(MalformedAnnotationError, match=r"result item 0 \(outline\): a line outline needs 3 or more"):
+        parse_annotation(_annotation(bad), TASK)
