@@ -95,3 +95,48 @@ def test_line_boxes_hold_their_line_on_a_page_photographed_at_a_slant() -> None:
         for crop, line in zip(crops, lines, strict=True):
             assert abs(crop.shape[0] - line.crop.shape[0]) <= 3 and abs(crop.shape[1] - line.crop.shape[1]) <= 6
             assert (crop > 0.5).sum() == pytest.approx((line.crop > 0.5).sum(), rel=0.1)
+
+
+# --- real letters: what broke the segmenter on the first real pages (tests/bench/test_real_bench.py measures it) ---
+
+
+def _letter(lines: int, *, signature: bool = False, border: bool = False) -> np.ndarray:
+    """A typed letter: `lines` lines of text, optionally a signature three lines tall under them and the dark edge
+    of a scan down the left side."""
+    image = Image.new("L", (900, 120 + 40 * lines + (160 if signature else 0)), 235)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(FONT, 22)
+    for n in range(lines):
+        draw.text((80, 60 + 40 * n), "the quick brown fox jumps over the lazy dog", fill=20, font=font)
+    if signature:
+        draw.text((420, 80 + 40 * lines), "Yours", fill=20, font=ImageFont.truetype(FONT, 110))
+    if border:
+        draw.rectangle((0, 0, 24, image.height), fill=30)
+    return np.asarray(image, dtype=np.float32)
+
+
+def test_a_tall_signature_does_not_turn_a_letter_into_one_line() -> None:
+    # The usual line height came from the tallest bands: a signature made every typed line a "sliver" (a real
+    # typed letter of 29 lines was read as 1).
+    found = segment(_letter(12, signature=True))
+    assert len(found) >= 12
+
+
+def test_the_dark_edge_of_a_scan_neither_joins_lines_nor_stretches_them() -> None:
+    found = segment(_letter(8, border=True))
+    assert len(found) == 8
+    for line in found:
+        polygon = np.array(line.page_polygon((900, 440)))
+        assert polygon[:, 0].min() > 50  # the outline starts at the ink, not at the page's edge
+
+
+def test_a_line_outline_hugs_its_ink_inside_its_box() -> None:
+    page = _letter(6)
+    for line in segment(page):
+        outline = np.asarray(line.outline)
+        left, top, right, bottom = line.box
+        assert outline.shape[1] == 2 and len(outline) >= 4
+        assert left <= outline[:, 0].min() and outline[:, 0].max() <= right
+        assert top <= outline[:, 1].min() and outline[:, 1].max() <= bottom
+        # Tighter than the box, which reaches into the room between lines.
+        assert outline[:, 1].max() - outline[:, 1].min() < bottom - top
