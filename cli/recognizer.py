@@ -240,6 +240,14 @@ def evaluate(
     into_card: Annotated[
         str | None, typer.Option("--into-card", help="Also record the result in the model card under this name.")
     ] = None,
+    lines: Annotated[
+        bool,
+        typer.Option(
+            "--lines",
+            help="Read each page's ground-truth lines (polygons of imported pages, else annotated boxes) instead of "
+            "segmenting it: the line-level CER, with a 95% interval.",
+        ),
+    ] = False,
 ) -> None:
     """CER of a model on a labelled folder, overall, by polarity and by font, and the quality of its confidence."""
     _check_folders([data], "--data")
@@ -247,10 +255,29 @@ def evaluate(
         raise InkloopError(f"--model {model_path}: no model file there")
 
     from model.evaluate import evaluate as run_evaluation
+    from model.evaluate import evaluate_lines
     from model.export import update_card
     from model.recognizer import Recognizer
 
     recognizer = Recognizer.load(model_path)
+    if lines:
+        try:
+            line_report = evaluate_lines(recognizer, data)
+        except ValueError as exc:
+            raise InkloopError(str(exc)) from None
+        if into_card:
+            update_card(recognizer.path, lambda card: card.with_metrics(into_card, line_report.metrics()))
+        if as_json:
+            typer.echo(line_report.model_dump_json(indent=2))
+            return
+        low, high = line_report.interval
+        typer.echo(
+            f"model {line_report.model} on {line_report.lines} ground-truth lines of {line_report.pages} pages of "
+            f"{data}: CER {line_report.cer:.4f} (95% {low:.4f}-{high:.4f})"
+        )
+        if line_report.skipped_pages:
+            typer.echo(f"  {line_report.skipped_pages} pages without line outlines or boxes left out")
+        return
     report = run_evaluation(recognizer, data, keep_pages=examples)
     if into_card:
         update_card(recognizer.path, lambda card: card.with_metrics(into_card, report.metrics()))

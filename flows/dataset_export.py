@@ -39,15 +39,16 @@ class Exported:
     synthetic: int
 
 
-def _png(data: bytes) -> bytes:
-    """The page as PNG, upright: stored PNGs as they are, anything else decoded and turned by its EXIF
-    orientation, as Label Studio's browser showed it to the annotator who drew the boxes."""
+def _png(data: bytes, *, upright: bool = True) -> bytes:
+    """The page as PNG: stored PNGs as they are, anything else decoded and, with `upright`, turned by its EXIF
+    orientation, as Label Studio's browser showed it to the annotator who drew the boxes. An imported page is not
+    turned: its XML's coordinates are the stored pixels'."""
     if data.startswith(_PNG_MAGIC):
         return data
     with Image.open(io.BytesIO(data)) as image:
-        upright = ImageOps.exif_transpose(image) or image
+        page = (ImageOps.exif_transpose(image) or image) if upright else image
         out = io.BytesIO()
-        upright.save(out, "PNG")
+        page.save(out, "PNG")
     return out.getvalue()
 
 
@@ -117,9 +118,11 @@ def export_version(
         files = [f"{m.image_sha256[:20]}.png" for m in members]
         synthetic_files = [f"synthetic-{s.image_sha256[:20]}.png" for s in samples]
 
+        imported = {m.image_sha256 for m in members if m.gt_page_id is not None}
+
         def write(job: tuple[str, str]) -> None:
             key, file = job
-            (staging / file).write_bytes(_png(store.get(key)))
+            (staging / file).write_bytes(_png(store.get(key), upright=key not in imported))
 
         jobs = [(m.image_sha256, f) for m, f in zip(members, files, strict=True)]
         jobs += [(s.image_sha256, f) for s, f in zip(samples, synthetic_files, strict=True)]

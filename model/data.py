@@ -3,9 +3,11 @@ text lines by the same segmenter as at inference and augmented on the fly. A lat
 from the database through the same interface: anything that yields (image path, paragraph text) pairs.
 
 A page trains only when the segmenter finds as many lines as its text has; the share of pages that agree is
-logged (it is the segmenter's accuracy on that data). Segmenting is the slow part of loading, so the line crops
-of each folder are cached in a folder the caller names (the CLI: INKLOOP_HOME/cache/lines), keyed by the labels,
-the segmenter's version and the line height.
+logged (it is the segmenter's accuracy on that data). A page whose record gives a box per line (annotated in Label
+Studio) is cut along those boxes instead, and one whose lines carry polygons (ground truth imported from PAGE XML
+or ALTO) along its polygons, so a real letter with a letterhead or marginalia trains on every transcribed line.
+Segmenting is the slow part of loading, so the line crops of each folder are cached in a folder the caller names
+(the CLI: INKLOOP_HOME/cache/lines), keyed by the labels, the segmenter's version and the line height.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from model.charset import Charset
 from model.config import AugmentConfig, TrainConfig
 from model.nets.lines import LineNet
 from model.preprocess import line_input, to_grayscale
+from model.segment import POLYGON_GROW, box_lines, polygon_line, segment
 from model.segment import VERSION as SEGMENTER_VERSION
-from model.segment import box_lines, segment
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +51,19 @@ LineItem = tuple[np.ndarray, str]  # uint8 line crop (ink = 255) at the configur
 
 
 Boxes = tuple[tuple[float, float, float, float], ...]  # a page's annotated line boxes, percent of the page
+Points = tuple[tuple[int, int], ...]
+# Each line's polygon and baseline in the page's pixels, where its ground truth was imported (PAGE XML, ALTO).
+Outlines = tuple[tuple[Points, Points], ...]
 
 
 class Page(NamedTuple):
-    """A labelled page: its image, its text, and the annotated box of each line of the text when it has them."""
+    """A labelled page: its image, its text, and the annotated box of each line of the text when it has them;
+    imported pages also the outline of each line (then lines are cut along their polygons)."""
 
     path: Path
     text: str
     boxes: Boxes | None = None
+    outlines: Outlines | None = None
 
 
 def read_pages(folder: Path) -> list[Page]:
@@ -73,7 +80,16 @@ def read_pages(folder: Path) -> list[Page]:
             and all(isinstance(line.get("box"), list | tuple) and len(line["box"]) == 4 for line in lines)
         )
         boxes = tuple(tuple(float(v) for v in line["box"]) for line in lines) if usable else None
-        pages.append(Page(record["path"], text, boxes))  # type: ignore[arg-type]
+        outlines = None
+        if usable and all(len(line.get("polygon") or ()) >= 3 for line in lines):
+            outlines = tuple(
+                (
+                    tuple((int(x), int(y)) for x, y in line["polygon"]),
+                    tuple((int(x), int(y)) for x, y in line.get("baseline") or ()),
+                )
+                for line in lines
+            )
+        pages.append(Page(record["path"], text, boxes, outlines))  # type: ignore[arg-type]
     return pages
 
 
@@ -82,7 +98,9 @@ def _page_lines(args: tuple[Page, int, int]) -> tuple[int, int, list[LineItem]]:
     with Image.open(page.path) as image:
         gray = to_grayscale(image)
     texts = page.text.split("\n")
-    if page.boxes is not None:
+    if page.outlines is not None:  # imported ground truth: each line along its polygon, levelled by its baseline
+        crops = [crop for crop in (polygon_line(gray, p, b, grow=POLYGON_GROW) for p, b in page.outlines) if crop.size]
+    elif page.boxes is not None:
         crops = [crop for crop in box_lines(gray, page.boxes) if crop.size]
     else:
         crops = [line.crop for line in segment(gray)]
@@ -97,8 +115,8 @@ def _page_lines(args: tuple[Page, int, int]) -> tuple[int, int, list[LineItem]]:
 
 def _cache_path(cache_dir: Path, pages: Sequence[Page], height: int, max_width: int) -> Path:
     digest = hashlib.sha256(f"{SEGMENTER_VERSION}/{height}/{max_width}".encode())
-    for path, text, boxes in pages:
-        digest.update(f"{path.resolve()}\0{path.stat().st_mtime_ns}\0{text}\0{boxes}\0".encode())
+    for path, text, boxes, outlines in pages:
+        digest.update(f"{path.resolve()}\0{path.stat().st_mtime_ns}\0{text}\0{boxes}\0{outlines}\0".encode())
     return cache_dir / f"{digest.hexdigest()[:24]}.pkl"
 
 

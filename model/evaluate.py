@@ -101,3 +101,71 @@ def evaluate(recognizer: Recognizer, folder: Path, batch_size: int = 8, keep_pag
         ),
         examples=pages,
     )
+
+
+class LineEvaluation(BaseModel):
+    """A model's CER on the ground-truth lines of a labelled folder (each line cut along its polygon, else its box):
+    what it reads when segmentation is not in the way."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    data: str
+    pages: int
+    lines: int
+    cer: float  # total edits / total characters over the lines
+    interval: tuple[float, float]  # 95% bootstrap over pages
+    skipped_pages: int  # pages whose records give no line outlines or boxes
+
+    def metrics(self) -> Metrics:
+        return Metrics(
+            cer=self.cer,
+            pages=self.pages,
+            lines=self.lines,
+            data=self.data,
+            cer_by={"interval_low": self.interval[0], "interval_high": self.interval[1]},
+        )
+
+
+def evaluate_lines(recognizer: Recognizer, folder: Path, *, seed: int = 0) -> LineEvaluation:
+    """Line-level CER on a folder whose records carry their lines (an exported dataset version: imported pages give
+    polygons, annotated pages boxes)."""
+    from model.data import read_pages
+    from model.preprocess import line_input, to_grayscale
+    from model.segment import POLYGON_GROW, box_lines, polygon_line
+
+    per_page: list[tuple[int, int]] = []
+    skipped = 0
+    for page in read_pages(folder):
+        if page.outlines is None and page.boxes is None:
+            skipped += 1
+            continue
+        gray = to_grayscale(open_image(page.path))
+        if page.outlines is not None:
+            crops = [polygon_line(gray, polygon, baseline, grow=POLYGON_GROW) for polygon, baseline in page.outlines]
+        else:
+            crops = box_lines(gray, page.boxes or ())
+        texts = page.text.split("\n")
+        kept = [(crop, text) for crop, text in zip(crops, texts, strict=True) if crop.size]
+        inputs = [line_input(crop, recognizer.line_height, recognizer.max_line_width) for crop, _ in kept]
+        decoded = recognizer.read_lines(inputs) if inputs else []
+        edits = sum(edit_distance(d.text, t) for d, (_, t) in zip(decoded, kept, strict=True))
+        chars = sum(len(t) for t in texts)
+        edits += sum(
+            len(t) for crop, t in zip(crops, texts, strict=True) if not crop.size
+        )  # an empty crop reads nothing
+        per_page.append((edits, chars))
+    if not per_page:
+        raise ValueError(f"{folder}: no page with ground-truth lines (export a dataset version with line outlines)")
+    edits_by_page, chars_by_page = np.array(per_page, dtype=float).T
+    draws = np.random.default_rng(seed).integers(0, len(per_page), size=(2000, len(per_page)))
+    resampled = edits_by_page[draws].sum(axis=1) / np.maximum(chars_by_page[draws].sum(axis=1), 1)
+    return LineEvaluation(
+        model=recognizer.version,
+        data=str(folder),
+        pages=len(per_page),
+        lines=sum(len(p.text.split("\n")) for p in read_pages(folder) if p.outlines is not None or p.boxes is not None),
+        cer=round(float(edits_by_page.sum() / max(chars_by_page.sum(), 1)), 4),
+        interval=(round(float(np.percentile(resampled, 2.5)), 4), round(float(np.percentile(resampled, 97.5)), 4)),
+        skipped_pages=skipped,
+    )
