@@ -5,12 +5,7 @@ killed half-way, export that trains. (Annotations made through Label Studio itse
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +27,8 @@ from inkloop.phash import NEAR_DUPLICATE_DISTANCE, hamming
 from inkloop.store import ImageStore
 from model.golden import GOLDEN_DIR
 from monitoring.features import compute_features
-from tests.support.paths import REPO, SHIPPED_VERSION
+from tests.support.kill import kill_at_marker
+from tests.support.paths import SHIPPED_VERSION
 
 PROJECT = "inkloop"
 SPLITS = DatasetParams(val_share=0.2, test_share=0.3)
@@ -287,18 +283,7 @@ def test_a_build_killed_half_way_leaves_no_version_and_the_rerun_builds_it_once(
             build_version(session, project={PROJECT!r}, params=DatasetParams())
         """
     )
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert process.poll() is None, "the build process ended before writing its members"
-            assert time.monotonic() < deadline, "the build never reached its members"
-            time.sleep(0.1)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    kill_at_marker(script, marker, what="writing its members")
     engine = make_engine(migrated_url)
     try:
         with session_factory(engine)() as session:

@@ -5,13 +5,9 @@ and rerun ending as an uninterrupted one, imported pages in dataset versions, an
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +22,8 @@ from db.models import Image as ImageRow
 from inkloop.domain import ImageStatus
 from inkloop.groundtruth import parse
 from inkloop.store import ImageStore
-from tests.support.paths import INKLOOP, REPO
+from tests.support.kill import kill_at_marker
+from tests.support.paths import INKLOOP
 from tests.support.real_pages import HOOKER, STANFORD, copy_pages
 
 runner = CliRunner()
@@ -190,19 +187,7 @@ def test_an_import_killed_half_way_then_rerun_ends_as_an_uninterrupted_one(
         app()
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert process.poll() is None, "the import ended before its fourth page"
-            assert time.monotonic() < deadline, "the import never reached its fourth page"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    kill_at_marker(script, marker, what="its fourth page")
     assert len(pages_in(migrated_url)) == 3  # three committed; the fourth's transaction died with the process
     rerun = invoke("datasets", "import", str(folder), "--licence", "CC-BY-SA-4.0")
     assert rerun.exit_code == 0, rerun.output
