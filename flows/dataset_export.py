@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from db import repo
 from db.models import DatasetMember, SyntheticSample
 from inkloop.domain import Split
 from inkloop.errors import DatasetError
+from inkloop.files import new_folder_problem, staged_folder
 from inkloop.labels import DATASET_MANIFEST, LABELS
 from inkloop.store import ImageStore
 
@@ -87,8 +86,9 @@ def _licences(session: Session, members: list[DatasetMember]) -> tuple[dict[str,
 
 
 def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DatasetError(f"--out {out} exists and is not an empty folder: choose a new one (nothing was written)")
+    problem = new_folder_problem(out)
+    if problem:
+        raise DatasetError(problem)
 
 
 def export_version(
@@ -112,9 +112,7 @@ def export_version(
         samples = repo.synthetic_samples(session=session, version_id=row.id)
     if not members and not samples:
         raise DatasetError(f"dataset version {version} has no {split.value if split else ''} pages to export".strip())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with staged_folder(out, error=DatasetError) as staging:
         files = [f"{m.image_sha256[:20]}.png" for m in members]
         synthetic_files = [f"synthetic-{s.image_sha256[:20]}.png" for s in samples]
 
@@ -147,11 +145,4 @@ def export_version(
             "attributions": attributions,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _check_out(out)  # nobody wrote there meanwhile
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return Exported(version=row.version, folder=out, pages=len(members), synthetic=len(samples))

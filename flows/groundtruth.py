@@ -18,9 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -36,6 +34,7 @@ from sqlalchemy.orm import Session
 from db import repo
 from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
 from inkloop.errors import DatasetError, InkloopError
+from inkloop.files import new_folder_problem, staged_folder
 from inkloop.groundtruth import Format, GroundTruthError, GtLine, GtPage, parse, write
 from inkloop.store import ImageStore
 from monitoring.features import compute_features
@@ -344,20 +343,19 @@ def export_version(session: Session, store: ImageStore, *, version: str, out: Pa
     """Write `version`'s pages that have lines as images plus PAGE XML or ALTO, into a new folder `out` (written
     beside it and renamed into place: a failed export leaves nothing)."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DatasetError(f"--out {out} exists and is not an empty folder: choose a new one (nothing was written)")
+    problem = new_folder_problem(out)
+    if problem:
+        raise DatasetError(problem)
     row = repo.get_dataset(session=session, version=version)
     members = [m for m in repo.dataset_members(session=session, version_id=row.id) if m.lines]
     if not members:
         raise DatasetError(f"dataset version {version} has no pages with lines to export")
     gt = repo.gt_pages_by_id(session=session, ids=[m.gt_page_id for m in members if m.gt_page_id is not None])
     images = repo.images_by_sha(session=session, sha256s=[m.image_sha256 for m in members])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     licences: Counter[str] = Counter()
     names: set[str] = set()
     lines = 0
-    try:
+    with staged_folder(out, error=DatasetError) as staging:
         for member in members:
             page = gt.get(member.gt_page_id) if member.gt_page_id is not None else None
             image = images[member.image_sha256]
@@ -377,12 +375,6 @@ def export_version(session: Session, store: ImageStore, *, version: str, out: Pa
             (staging / f"{stem}.xml").write_bytes(write(content, format))
             lines += len(content.lines)
         _write_licences(staging, row.version, list(gt.values()), licences)
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ExportedXml(row.version, out, len(members), lines, format, dict(licences))
 
 

@@ -9,8 +9,9 @@ then `os.replace` puts it in place. A crash leaves at worst a stray temporary fi
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,3 +64,30 @@ def _fsync(path: Path, *, directory: bool = False) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def new_folder_problem(out: Path) -> str | None:
+    """Why `out` cannot be an export's destination (it exists and is not an empty folder), or None."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        return f"--out {out} exists and is not an empty folder: choose a new one (nothing was written)"
+    return None
+
+
+@contextmanager
+def staged_folder(out: Path, *, error: Callable[[str], Exception] = FileExistsError) -> Iterator[Path]:
+    """A folder to write an export into, beside `out` and renamed to it when the block ends: a failed export leaves
+    nothing. `out` must not exist, or be empty: checked again before the rename (nobody wrote there meanwhile),
+    when it raises `error(message)`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        yield staging
+        problem = new_folder_problem(out)
+        if problem:
+            raise error(problem)
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
