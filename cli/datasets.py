@@ -309,10 +309,18 @@ def datasets_review(
     from flows.common import flow_context
     from flows.review import ReviewParams, review_pages
     from flows.route import label_studio
+    from flows.runner import LABEL_STUDIO
+    from inkloop.errors import LabelStudioUnavailableError
+    from inkloop.settings import load_settings
 
+    settings = load_settings()
+    try:  # before anything is queued: a review with Label Studio down is one line, as route's is
+        LABEL_STUDIO.check(settings)
+    except LabelStudioUnavailableError as exc:
+        raise InkloopError(f"{exc}: review cannot run without it; {LABEL_STUDIO.how_to_start(settings)}") from None
     params = ReviewParams(collection=collection, limit=limit)
     started = time.perf_counter()
-    with flow_context() as context, label_studio(context.settings) as client:
+    with flow_context(settings) as context, label_studio(context.settings) as client:
         summary = review_pages(context, client, params)
     summary.seconds = round(time.perf_counter() - started, 2)
     if as_json:

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 from typer.testing import CliRunner
 
 from cli.app import app
-from db.models import DatasetMember, DatasetVersion, GroundTruthLine, GroundTruthPage
+from db.models import AnnotationTask, DatasetMember, DatasetVersion, GroundTruthLine, GroundTruthPage
 from db.models import Image as ImageRow
 from inkloop.domain import ImageStatus
 from inkloop.groundtruth import parse
@@ -302,3 +302,19 @@ def test_a_model_trained_on_imported_pages_lists_their_licences(home: Path, migr
     assert "Memorials for Jane Lathrop Stanford" in data.attributions["stanford-memorials"]
     shown = invoke("datasets", "show", "ds-0001")
     assert "licences" in shown.output and "2 imported pages CC-BY-SA-4.0" in shown.output
+
+
+def test_a_review_with_label_studio_down_is_one_line_and_queues_nothing(
+    home: Path, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INKLOOP_LABEL_STUDIO_URL", "http://127.0.0.1:9")  # nothing listens there
+    done = invoke("datasets", "review", "hooker")
+    assert done.exit_code == 1
+    assert "Label Studio at http://127.0.0.1:9 is not reachable" in done.output
+    assert "review cannot run without it; start it: inkloop labelstudio up" in done.output
+    engine = create_engine(migrated_url)
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(select(func.count()).select_from(AnnotationTask)).scalar_one() == 0
+    finally:
+        engine.dispose()
