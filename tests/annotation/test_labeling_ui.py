@@ -115,6 +115,13 @@ def _open_task(loop: Loop, browser: Browser, summary: Any, email: str) -> tuple[
     return page, task.ls_task_id, errors
 
 
+def _submit(page: Page, loop: Loop, task_id: int, tmp_path: Path, name: str = "labeling.png") -> list[dict[str, Any]]:
+    """Screenshot the screen as the annotator leaves it (checked not blank), submit, and wait for the answer."""
+    _screenshot(page, tmp_path, name)
+    page.get_by_role("button", name="Submit").click()
+    return _submitted(loop, task_id)
+
+
 def _submitted(loop: Loop, task_id: int) -> list[dict[str, Any]]:
     with loop.label_studio.client() as admin:
         return wait_until(
@@ -162,13 +169,10 @@ def test_an_annotator_corrects_a_whole_line_beside_the_image_and_sync_stores_it(
         assert fields.first.input_value() == CORRECTED
         assert page.locator(SELECTED_REGION).count() == 1  # clicking into a line's text selects its box
         assert [fields.nth(i).input_value() for i in (1, 2)] == LINES[1:]
-        screenshot = _screenshot(page, tmp_path)
-        page.get_by_role("button", name="Submit").click()
-        submitted = _submitted(loop, task_id)
+        submitted = _submit(page, loop, task_id, tmp_path)
     finally:
         page.close()
     assert not errors, errors
-    assert screenshot.is_file()
 
     (answer,) = submitted
     assert _line_texts(answer["result"]) == {"line-1": [CORRECTED], "line-2": [LINES[1]], "line-3": [LINES[2]]}
@@ -213,13 +217,10 @@ def test_a_page_read_without_line_texts_is_corrected_in_its_paragraph_box(
             page.keyboard.type(line)
         page.locator("[data-testid=htx-textbox-save]").click()
         expect(shown).to_have_count(1)
-        screenshot = _screenshot(page, tmp_path, "labeling-paragraph.png")
-        page.get_by_role("button", name="Submit").click()
-        submitted = _submitted(loop, task_id)
+        submitted = _submit(page, loop, task_id, tmp_path, "labeling-paragraph.png")
     finally:
         page.close()
     assert not errors, errors
-    assert screenshot.is_file()
 
     (answer,) = submitted
     assert answer_texts(answer["result"]) == {label_config().paragraph: ["\n".join(LINES)]}

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -147,6 +148,19 @@ def test_alembic_command_line_reads_the_url_from_settings(tmp_path: Path) -> Non
     assert _revision(f"sqlite:///{database}") == head_revision()
 
 
+def _images(connection: Any, source: str) -> None:
+    """Two valid image rows, keys 'a' * 64 and 'b' * 64, written as a migration's earlier schema holds them."""
+    from sqlalchemy import text
+
+    connection.execute(
+        text(
+            "INSERT INTO images (sha256, source, byte_size, status, created_at) "
+            "VALUES (:sha, :source, 1, 'valid', CURRENT_TIMESTAMP)"
+        ),
+        [{"sha": c * 64, "source": source} for c in "ab"],
+    )
+
+
 def test_0004_rederives_stored_labels_from_the_answers_keeping_them_raw(database_url: str) -> None:
     # Stored before 0004: the paragraph box as the text even where the annotator had corrected a line in its box.
     from sqlalchemy import text
@@ -158,13 +172,7 @@ def test_0004_rederives_stored_labels_from_the_answers_keeping_them_raw(database
     engine = make_engine(database_url)
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO images (sha256, source, byte_size, status, created_at) "
-                    "VALUES (:sha, 'production', 1, 'valid', CURRENT_TIMESTAMP)"
-                ),
-                [{"sha": c * 64} for c in "ab"],
-            )
+            _images(connection, "production")
             for task_id, sha in ((1, "a" * 64), (2, "b" * 64)):
                 connection.execute(
                     text(
@@ -216,13 +224,7 @@ def test_0007_lets_a_task_and_a_member_be_a_review_keeping_every_row(database_ur
     engine = make_engine(database_url)
     try:
         with engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO images (sha256, source, byte_size, status, created_at) "
-                    "VALUES (:sha, 'imported', 1, 'valid', CURRENT_TIMESTAMP)"
-                ),
-                [{"sha": c * 64} for c in "ab"],
-            )
+            _images(connection, "imported")
             connection.execute(text(task), {"id": 1, "uid": "u1", "sha": "a" * 64, "reason": "audit"})
             connection.execute(text(answer), {"task": 1})
         engine.dispose()
