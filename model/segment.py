@@ -146,6 +146,12 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
         ),
         dtype=np.float32,
     )
+    return _ink_against_paper(gray, small)
+
+
+def _ink_against_paper(gray: np.ndarray, small: np.ndarray) -> np.ndarray:
+    """Ink = 1, paper = 0 of `gray` (dark ink), with the paper's brightness estimated on `small`, a reduced copy."""
+    h, w = gray.shape
     # The paper is the bright envelope: a maximum filter removes strokes, a blur makes it smooth.
     paper_small = ndimage.gaussian_filter(ndimage.maximum_filter(small, size=9), 4)
     paper = np.asarray(Image.fromarray(paper_small).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
@@ -545,12 +551,7 @@ def _window_ink(gray: np.ndarray, page_size: tuple[int, int]) -> np.ndarray:
     small = np.asarray(
         Image.fromarray(gray.astype(np.float32)).resize(small_size, Image.Resampling.BILINEAR), np.float32
     )
-    paper_small = ndimage.gaussian_filter(ndimage.maximum_filter(small, size=9), 4)
-    paper = np.asarray(Image.fromarray(paper_small).resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
-    darkness = np.clip(paper - gray, 0, None)
-    contrast = max(_percentile_of_nonnegative(darkness, 99.5), 40.0)
-    ink = np.clip(darkness / contrast, 0.0, 1.0)
-    return np.where(ink < 0.15, 0.0, ink).astype(np.float32)
+    return _ink_against_paper(gray, small)
 
 
 def _cut_polygon(ink: np.ndarray, polygon: np.ndarray, tilt: float, grow: int = 0) -> np.ndarray:

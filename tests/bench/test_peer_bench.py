@@ -40,9 +40,11 @@ def test_peer_bench_compares_inkloop_and_tesseract_on_the_same_pages(tmp_path: P
     assert report["inkloop_better_on"]["golden"] is True
 
 
-def test_a_missing_tesseract_is_named_with_the_make_target(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bench", [["peer_bench.py"], ["real_bench.py", "--pages", "1"]], ids=lambda b: b[0])
+def test_a_missing_tesseract_is_named_with_the_make_target(tmp_path: Path, bench: list[str]) -> None:
+    # Both benchmarks against Tesseract (this one and bench/real_bench.py) say how to install it.
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "peer_bench.py")],
+        [sys.executable, str(ROOT / "bench" / bench[0]), *bench[1:]],
         capture_output=True,
         text=True,
         timeout=120,

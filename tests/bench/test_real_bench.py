@@ -138,18 +138,6 @@ def test_real_bench_reads_both_sets_with_inkloop_and_tesseract(tmp_path: Path) -
     assert hooker["line_cer"]["polygon_grown_minus_box"]["difference"] < 0.01
 
 
-def test_a_missing_tesseract_is_named_with_the_make_target(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "real_bench.py"), "--pages", "1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path)},
-    )
-    assert done.returncode != 0
-    assert "make tesseract" in done.stderr
-
-
 def test_polygon_boxes_as_percent_boxes() -> None:
     line = GtLine(text="x", polygon=((100, 50), (300, 50), (300, 90), (100, 90)))
     assert real_bench.percent_box(line, 1000, 500) == pytest.approx((10.0, 10.0, 20.0, 8.0))
