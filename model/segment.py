@@ -14,7 +14,8 @@ this project does not assume (docs/recognizer.md, "Design: segment, then read li
    of an i, accents, a stray mark) join the nearest line; bands twice the usual height are split at the
    profile's lowest row;
 5. each band is widened to cover ascenders and descenders (never past a neighbour's band) and cropped to its
-   ink's columns.
+   ink's columns; a band whose ink leaves a gap of several x-heights is two lines side by side (a place and a
+   date on a letterhead's row, a note beside the text).
 
 The result is a list of `Line`s top to bottom; `crop` is the float ink map of the line (ink = 1).
 """
@@ -30,9 +31,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-VERSION = "2"  # bump when a change alters the crops (training caches are keyed by it)
+VERSION = "3"  # bump when a change alters the crops (training caches are keyed by it)
 WORK_WIDTH = 1400  # pages are segmented at (at most) this width; line crops keep this resolution
 MIN_INK_SHARE = 0.002  # a page with less ink than this share of pixels has no text lines
+# How far (percent of the page) a logged outline may stray from the segmenter's: 0.15 is 1.5 px on a 1,000-px page.
+OUTLINE_TOLERANCE = 0.15
+GAP_SPLIT = 4.0  # a band is two lines where its ink leaves a gap this many x-heights wide (see _pieces)
+MIN_PIECE = 2.0  # ... when each side is at least this many x-heights wide
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,15 @@ class Line:
     # The line's ink outline in the deskewed working image, (n, 2) x, y: the upper and lower envelope of the ink
     # that touches its x-height band, column chunk by chunk (what PAGE XML and ALTO call a line's polygon).
     outline: np.ndarray | None = None
+    # The bottom of its x-height band from its first inked column to its last, (2, 2) x, y in the deskewed working
+    # image: where PAGE XML and ALTO put a line's baseline (the deskewed page makes it straight).
+    baseline: np.ndarray | None = None
+
+    def _on_page(self, points: np.ndarray, page_size: tuple[int, int]) -> list[tuple[float, float]]:
+        source = self.source_size if self.source_size != (0, 0) else self.page_size
+        scale = [page_size[0] / source[0], page_size[1] / source[1]]
+        on_page = unrotate(np.asarray(points, dtype=np.float64), self.angle, self.page_size, source) * scale
+        return [(float(x), float(y)) for x, y in on_page]
 
     def page_polygon(self, page_size: tuple[int, int]) -> list[tuple[float, float]]:
         """The outline (else the box) on the page as it is, in the pixels of a page `page_size` (width, height)."""
@@ -53,10 +67,25 @@ class Line:
         else:
             left, top, right, bottom = self.box
             points = np.array([[left, top], [right, top], [right, bottom], [left, bottom]], dtype=np.float64)
-        source = self.source_size if self.source_size != (0, 0) else self.page_size
-        scale = [page_size[0] / source[0], page_size[1] / source[1]]
-        on_page = unrotate(points, self.angle, self.page_size, source) * scale
-        return [(float(x), float(y)) for x, y in on_page]
+        return self._on_page(points, page_size)
+
+    def page_baseline(self, page_size: tuple[int, int]) -> list[tuple[float, float]]:
+        """The baseline on the page as it is, in the pixels of a page `page_size`; empty for a line without one."""
+        return self._on_page(self.baseline, page_size) if self.baseline is not None else []
+
+    def percent_outline(self, tolerance: float = OUTLINE_TOLERANCE) -> list[tuple[float, float]]:
+        """The outline on the page as it is (page_polygon) in percent of the page, Label Studio's polygon units,
+        as the endpoint logs it and routing pre-fills it: each point on the page, rounded to 0.01, and the
+        outline's column-chunk staircase thinned to the points that stray more than `tolerance` percent from the
+        straight edge between their neighbours (Ramer-Douglas-Peucker), so a line of a 20-line page is about 20
+        to 40 points instead of four per chunk."""
+        points = np.clip(np.asarray(self.page_polygon((100, 100)), dtype=np.float64), 0.0, 100.0)
+        kept = _thinned(points, tolerance)
+        out: list[tuple[float, float]] = []
+        for x, y in np.round(kept, 2):
+            if not out or out[-1] != (float(x), float(y)):
+                out.append((float(x), float(y)))
+        return out
 
     def percent_box(self) -> tuple[float, float, float, float]:
         """x, y, width, height in percent of the page (Label Studio's rectangle units): the upright rectangle
@@ -76,6 +105,37 @@ class Line:
             round(100 * max(x1 - x0, 0.0) / width, 3),
             round(100 * max(y1 - y0, 0.0) / height, 3),
         )
+
+
+def _thinned(points: np.ndarray, tolerance: float) -> np.ndarray:
+    """A closed polygon's (n, 2) points less those within `tolerance` of the straight edge their kept neighbours
+    make (Ramer-Douglas-Peucker on the ring cut at its first point and the point farthest from it)."""
+    if len(points) <= 4:
+        return points
+    far = int(np.argmax(np.hypot(*(points - points[0]).T)))
+    keep = np.zeros(len(points), dtype=bool)
+    keep[[0, far]] = True
+    stack = [(0, far), (far, len(points))]
+    while stack:
+        first, last = stack.pop()
+        end = points[last % len(points)]
+        between = points[first + 1 : last]
+        if not len(between):
+            continue
+        start = points[first]
+        chord = end - start
+        length = float(np.hypot(*chord))
+        offsets = between - start
+        if length > 1e-9:
+            distance = np.abs(chord[0] * offsets[:, 1] - chord[1] * offsets[:, 0]) / length
+        else:
+            distance = np.hypot(*offsets.T)
+        worst = int(np.argmax(distance))
+        if distance[worst] > tolerance:
+            middle = first + 1 + worst
+            keep[middle] = True
+            stack += [(first, middle), (middle, last)]
+    return points[keep]
 
 
 def _rotation(angle: float) -> np.ndarray:
@@ -401,18 +461,45 @@ def segment(gray: np.ndarray) -> list[Line]:
         if columns.size == 0:
             continue
         pad = max(core // 3, 2)
-        left, right = max(int(columns[0]) - pad, 0), min(int(columns[-1]) + 1 + pad, ink.shape[1])
-        lines.append(
-            Line(
-                crop=ink[top:bottom, left:right],
-                box=(left, top, right, bottom),
-                angle=angle,
-                page_size=(ink.shape[1], ink.shape[0]),
-                source_size=source_size,
-                outline=_outline(mask, (start, end), (left, top, right, bottom)),
+        for first, last in _pieces(columns, core):
+            left, right = max(first - pad, 0), min(last + 1 + pad, ink.shape[1])
+            lines.append(
+                Line(
+                    crop=ink[top:bottom, left:right],
+                    box=(left, top, right, bottom),
+                    angle=angle,
+                    page_size=(ink.shape[1], ink.shape[0]),
+                    source_size=source_size,
+                    outline=_outline(mask, (start, end), (left, top, right, bottom)),
+                    baseline=np.array([[first, end], [last + 1, end]], dtype=np.float32),
+                )
             )
-        )
     return lines
+
+
+def _pieces(columns: np.ndarray, core: int) -> list[tuple[int, int]]:
+    """The first and last inked column of each piece of a band: the band split where its x-height ink leaves a gap
+    wider than GAP_SPLIT times its height. A word space is at most about two x-heights; a gap of many is two
+    things side by side (a place and a date on one row of a letterhead, a note in the margin), each a line in
+    PAGE XML and ALTO, read apart."""
+    height = max(core, 1)
+    gaps = np.flatnonzero(np.diff(columns) > GAP_SPLIT * height)
+    starts = [int(columns[0]), *(int(columns[g + 1]) for g in gaps)]
+    ends = [*(int(columns[g]) for g in gaps), int(columns[-1])]
+    pieces = [[a, b] for a, b in zip(starts, ends, strict=True)]
+    # A piece narrower than MIN_PIECE x-heights (a stray mark, a page number, a flourish's tail) is no line of its
+    # own: it goes back to the nearer of its neighbours, as it was before splitting.
+    while len(pieces) > 1:
+        narrow = [i for i, (a, b) in enumerate(pieces) if b - a + 1 < MIN_PIECE * height]
+        if not narrow:
+            break
+        i = narrow[0]
+        left_gap = pieces[i][0] - pieces[i - 1][1] if i > 0 else None
+        right_gap = pieces[i + 1][0] - pieces[i][1] if i + 1 < len(pieces) else None
+        j = i - 1 if right_gap is None or (left_gap is not None and left_gap <= right_gap) else i + 1
+        merged = [min(pieces[i][0], pieces[j][0]), max(pieces[i][1], pieces[j][1])]
+        pieces[min(i, j) : max(i, j) + 1] = [merged]
+    return [(a, b) for a, b in pieces]
 
 
 def _outline(mask: np.ndarray, core: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray | None:

@@ -140,3 +140,53 @@ def test_a_line_outline_hugs_its_ink_inside_its_box() -> None:
         assert top <= outline[:, 1].min() and outline[:, 1].max() <= bottom
         # Tighter than the box, which reaches into the room between lines.
         assert outline[:, 1].max() - outline[:, 1].min() < bottom - top
+
+
+def _row_of_two(gap: int, right_text: str = "March 21st, 1905") -> np.ndarray:
+    """A letter whose first row holds a place on the left and, `gap` pixels after it, a date on the right (as a
+    letterhead's row does), above four lines of text."""
+    image = Image.new("L", (1300, 360), 235)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(FONT, 22)
+    draw.text((60, 40), "Redwood City, Cala.", fill=20, font=font)
+    place_right = int(draw.textbbox((60, 40), "Redwood City, Cala.", font=font)[2])
+    draw.text((place_right + gap, 40), right_text, fill=20, font=font)
+    for n in range(4):
+        draw.text((60, 120 + 50 * n), "the quick brown fox jumps over the lazy dog", fill=20, font=font)
+    return np.asarray(image, dtype=np.float32)
+
+
+def test_two_things_side_by_side_on_one_row_are_two_lines() -> None:
+    # A place and a date on one row, far apart, are two lines in PAGE XML and ALTO: one line spanning both matched
+    # neither (on the Stanford letters most misses were such rows).
+    found = segment(_row_of_two(gap=400))
+    assert len(found) == 6
+    place, date = sorted(found[:2], key=lambda line: line.box[0])
+    assert place.box[2] < date.box[0]  # side by side, apart
+    assert abs(place.box[1] - date.box[1]) <= 2  # on one row
+
+
+def test_word_spaces_and_a_lone_mark_do_not_split_a_line() -> None:
+    # A wide word space (40 px at an x-height of about 12) keeps one line; so does a mark narrower than MIN_PIECE
+    # x-heights far from the rest (it goes back to its row, as it did before splitting).
+    assert len(segment(_row_of_two(gap=40))) == 5
+    assert len(segment(_row_of_two(gap=400, right_text="2"))) == 5
+
+
+def test_a_line_has_a_baseline_under_its_x_height_and_a_thinned_percent_outline() -> None:
+    page = _letter(6)
+    height, width = page.shape
+    for line in segment(page):
+        baseline = np.array(line.page_baseline((width, height)))
+        polygon = np.array(line.page_polygon((width, height)))
+        assert baseline.shape == (2, 2)
+        # Under the middle of the line's ink, above its lowest point (descenders go below the baseline).
+        assert (polygon[:, 1].min() + polygon[:, 1].max()) / 2 < baseline[0, 1] < polygon[:, 1].max()
+        assert polygon[:, 0].min() - 2 <= baseline[0, 0] < baseline[1, 0] <= polygon[:, 0].max() + 2
+        outline = np.array(line.percent_outline())
+        assert 3 <= len(outline) < len(polygon)  # the staircase thinned
+        assert (outline >= 0).all() and (outline <= 100).all()
+        # The thinned outline keeps the extent: its bounds are the full outline's, in percent, to the tolerance.
+        in_percent = polygon * [100 / width, 100 / height]
+        assert np.abs(outline.min(axis=0) - in_percent.min(axis=0)).max() <= 0.2
+        assert np.abs(outline.max(axis=0) - in_percent.max(axis=0)).max() <= 0.2
