@@ -5,9 +5,9 @@
 `line_text`, ...) are read from label_config.xml, parsed once, so the XML is the only place they are written: a
 renamed tag there changes what is sent and what is read here, never one without the other.
 
-A line is a box (a rectangle, as the line segmenter finds lines) or an outline (a polygon, as imported ground truth
-draws them, in percent of the image like a box). A parsed outline keeps its polygon and has a box too, its bounds,
-so what reads only boxes reads both.
+A line is a box (a rectangle) or an outline (a polygon, as imported ground truth draws them and as the endpoint
+logs the segmenter's lines since migration 0008, in percent of the image like a box). A parsed outline keeps its
+polygon and has a box too, its bounds, so what reads only boxes reads both.
 
 One truth on the screen: the pre-annotation holds the model's reading once, in the line texts when every line box
 has its text (they are then the reading, top to bottom), else in the paragraph box. Pre-filling both (the first

@@ -149,6 +149,9 @@ class Request(Base):
     line_confidences: Mapped[list[Any] | None]
     # One [x, y, width, height] per line of `text`, in percent of the page (model.segment.Line.percent_box).
     line_boxes: Mapped[list[Any] | None]
+    # One outline per line of `text`, [[x, y], ...] in percent of the page (model.segment.Line.percent_outline):
+    # routing pre-fills them as polygons. Null for requests logged before migration 0008 and for imports.
+    line_outlines: Mapped[list[Any] | None]
     latency_ms: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(32), default="api")  # api | import (folder + JSON lines)
     # The client's id of the writer, form or document the page belongs to, when it has one: pages sharing it are

@@ -84,28 +84,45 @@ def start_of_day(now: datetime | None = None) -> datetime:
 
 
 def page_lines(data: bytes, text: str) -> list[dict[str, Any]]:
-    """The model's text split into lines, each with its box from the line segmenter, for a request whose lines
-    were not logged (one logged before the endpoint recorded them, or an import).
+    """The model's text split into lines, each with its outline (and box) from the line segmenter, for a request
+    whose lines were not logged (one logged before the endpoint recorded them, or an import).
 
-    The recognizer reads exactly the segmenter's lines but drops the ones it reads as empty, so texts and boxes
-    pair up only when their counts agree; otherwise the boxes come without texts and the paragraph text stays whole.
+    The recognizer reads exactly the segmenter's lines but drops the ones it reads as empty, so texts and outlines
+    pair up only when their counts agree; otherwise the outlines come without texts and the paragraph text stays
+    whole.
     """
     with PILImage.open(io.BytesIO(data)) as image:
         image.load()
         found = preprocess.page_lines(image)
     texts = text.split("\n") if text else []
     return [
-        {"text": texts[index] if len(texts) == len(found) else "", "box": line.percent_box()}
+        {
+            "text": texts[index] if len(texts) == len(found) else "",
+            "box": line.percent_box(),
+            "polygon": line.percent_outline(),
+        }
         for index, line in enumerate(found)
     ]
 
 
-def logged_lines(text: str, boxes: Sequence[Sequence[float]] | None) -> list[dict[str, Any]] | None:
-    """The lines the endpoint logged with the request (one box per line of its text), or None without them."""
+def logged_lines(
+    text: str,
+    boxes: Sequence[Sequence[float]] | None,
+    outlines: Sequence[Sequence[Sequence[float]]] | None = None,
+) -> list[dict[str, Any]] | None:
+    """The lines the endpoint logged with the request (one box, and since migration 0008 one outline, per line of
+    its text), or None without them. A line with an outline is pre-filled as that polygon, else as its box."""
     texts = text.split("\n") if text else []
     if boxes is None or len(boxes) != len(texts):
         return None
-    return [{"text": line, "box": tuple(box)} for line, box in zip(texts, boxes, strict=True)]
+    shaped = outlines is not None and len(outlines) == len(texts)
+    lines: list[dict[str, Any]] = []
+    for index, (line, box) in enumerate(zip(texts, boxes, strict=True)):
+        entry: dict[str, Any] = {"text": line, "box": tuple(box)}
+        if shaped and outlines is not None and len(outlines[index]) >= 3:
+            entry["polygon"] = [tuple(point) for point in outlines[index]]
+        lines.append(entry)
+    return lines
 
 
 @dataclass(frozen=True)
@@ -164,14 +181,18 @@ def files_root(settings: Settings) -> Path:
 
 
 def lines_of(context: FlowContext, task: AnnotationTask, request: Request | None) -> list[dict[str, Any]]:
-    logged = logged_lines(task.prediction_text or "", request.line_boxes if request is not None else None)
+    logged = (
+        logged_lines(task.prediction_text or "", request.line_boxes, request.line_outlines)
+        if request is not None
+        else None
+    )
     if logged is not None:
         return logged
     return page_lines(context.store.get(task.image_sha256), task.prediction_text or "")
 
 
 def payloads_for(context: FlowContext, tasks: Sequence[AnnotationTask]) -> list[dict[str, Any]]:
-    """Label Studio task JSON for queued tasks: the image, and the model's text and line boxes as a prediction."""
+    """Label Studio task JSON for queued tasks: the image, and the model's text and line outlines as a prediction."""
     root = files_root(context.settings)
     with context.transaction(write=False) as session:
         requests = repo.requests_by_id(session=session, request_ids=[t.request_id for t in tasks if t.request_id])

@@ -52,6 +52,7 @@ class Entry:
     latency_ms: float
     created_at: datetime
     document: str | None = None
+    line_outlines: list[list[tuple[float, float]]] | None = None
 
     def row_fields(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "data"}

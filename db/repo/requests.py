@@ -3,7 +3,7 @@ them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -30,6 +30,7 @@ def log_request(
     image_height: int | None = None,
     line_confidences: list[float] | None = None,
     line_boxes: list[tuple[float, float, float, float]] | None = None,
+    line_outlines: Sequence[Sequence[Sequence[float]]] | None = None,
     source: str = "api",
     document: str | None = None,
     created_at: datetime | None = None,
@@ -46,6 +47,7 @@ def log_request(
         confidence=confidence,
         line_confidences=line_confidences,
         line_boxes=[list(box) for box in line_boxes] if line_boxes is not None else None,
+        line_outlines=[[list(p) for p in outline] for outline in line_outlines] if line_outlines is not None else None,
         latency_ms=latency_ms,
         source=source,
         document=document,

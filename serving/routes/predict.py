@@ -86,6 +86,7 @@ async def _predict(state: State, image: UploadFile, document: str | None) -> Any
             confidence=prediction.confidence,
             line_confidences=prediction.line_confidences,
             line_boxes=prediction.line_boxes,
+            line_outlines=prediction.line_outlines,
             latency_ms=latency_ms,
             created_at=datetime.now(UTC),
             document=document,

@@ -65,8 +65,49 @@ def _line_regions(client, ls_task_id: int) -> list[tuple[str, tuple[float, ...]]
     return [
         (r["value"]["text"][0], tuple(r["value"][k] for k in ("x", "y", "width", "height")))
         for r in result
-        if r["type"] == "textarea" and r["id"].startswith("line-")
+        if r["type"] == "textarea" and r["id"].startswith("line-") and "x" in r["value"]
     ]
+
+
+def _outline_regions(client, ls_task_id: int) -> list[tuple[str, list[list[float]]]]:  # noqa: ANN001
+    result = client.task(ls_task_id)["predictions"][0]["result"]
+    shapes = {r["id"]: r for r in result if r["type"] == "polygonlabels"}
+    return [
+        (r["value"]["text"][0], shapes[r["id"]]["value"]["points"])
+        for r in result
+        if r["type"] == "textarea" and r["id"] in shapes
+    ]
+
+
+def test_logged_outlines_are_pre_filled_as_polygons_and_unlogged_pages_get_the_segmenters(loop: Loop) -> None:
+    # Since migration 0008 the endpoint logs each line's outline: routing pre-fills the lines as polygons, as
+    # imported pages are, not as upright boxes (which on a slanted or crowded page overlap the next lines).
+    boxes = [(4.0, 10.0, 90.0, 30.0), (4.0, 55.0, 60.0, 30.0)]
+    outlines = [
+        [(4.0, 12.0), (50.0, 10.0), (94.0, 14.0), (94.0, 38.0), (4.0, 40.0)],
+        [(4.0, 56.0), (64.0, 55.0), (64.0, 85.0), (4.0, 84.0)],
+    ]
+    logged = valid_image(
+        loop, PAGES[0].read_bytes(), confidence=0.1, text="first line\nsecond", line_boxes=boxes, line_outlines=outlines
+    )
+    boxes_only = valid_image(loop, PAGES[1].read_bytes(), confidence=0.15, text="one\ntwo", line_boxes=boxes)
+    unlogged = valid_image(loop, PAGES[2].read_bytes(), confidence=0.2, text="whole text")
+
+    route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))
+
+    tasks = {t.image_sha256: t.ls_task_id for t in loop.tasks()}
+    with loop.label_studio.client() as client:
+        assert _outline_regions(client, tasks[logged]) == [
+            ("first line", [list(p) for p in outlines[0]]),
+            ("second", [list(p) for p in outlines[1]]),
+        ]
+        # A request logged before 0008 has boxes only: they stay boxes.
+        assert _outline_regions(client, tasks[boxes_only]) == []
+        assert [text for text, _ in _line_regions(client, tasks[boxes_only])] == ["one", "two"]
+        # Without logged lines the page is segmented again, and its lines come as the segmenter's outlines.
+        found = _outline_regions(client, tasks[unlogged])
+        assert found and _line_regions(client, tasks[unlogged]) == []
+    assert all(len(points) >= 3 and all(0 <= v <= 100 for p in points for v in p) for _, points in found)
 
 
 def test_line_regions_come_from_the_logged_lines_else_from_the_segmenter(
@@ -92,9 +133,7 @@ def test_line_regions_come_from_the_logged_lines_else_from_the_segmenter(
     assert logged_id is not None and unlogged_id is not None
     with loop.label_studio.client() as client:
         assert _line_regions(client, logged_id) == [("first line", boxes[0]), ("second", boxes[1])]
-        found = _line_regions(client, unlogged_id)
-    assert found, "the segmenter found the page's lines"
-    assert all(0 <= x < 100 and 0 <= y < 100 and 0 < w <= 100 and 0 < h <= 100 for _, (x, y, w, h) in found)
+        assert _outline_regions(client, unlogged_id), "the segmenter found the page's lines"
 
 
 def test_the_daily_budget_holds_across_runs_and_near_duplicates_go_once(loop: Loop) -> None:

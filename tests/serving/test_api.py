@@ -54,6 +54,11 @@ def test_predict_answers_and_logs_image_and_row(live: LiveServer) -> None:
     assert row.line_boxes is not None and len(row.line_boxes) == len(body["line_confidences"])
     assert all(0 <= x < 100 and 0 <= y < 100 and 0 < w <= 100 and 0 < h <= 100 for x, y, w, h in row.line_boxes)
     assert [box[1] for box in row.line_boxes] == sorted(box[1] for box in row.line_boxes)
+    # And each line's outline, which routing pre-fills as a polygon: inside its box (to the box's rounding).
+    assert row.line_outlines is not None and len(row.line_outlines) == len(row.line_boxes)
+    for outline, (x, y, w, h) in zip(row.line_outlines, row.line_boxes, strict=True):
+        assert len(outline) >= 3
+        assert all(x - 0.5 <= px <= x + w + 0.5 and y - 0.5 <= py <= y + h + 0.5 for px, py in outline)
 
 
 def test_the_same_image_twice_is_two_requests_and_one_object(live: LiveServer) -> None:

@@ -79,6 +79,7 @@ class Loop:
         text: str = "a line",
         model_version: str = SHIPPED_VERSION,
         line_boxes: list[tuple[float, float, float, float]] | None = None,
+        line_outlines: list[list[tuple[float, float]]] | None = None,
     ) -> str:
         """A request row as another serving stack would write it: the image first, then the row."""
         key = self.store.put(data)
@@ -93,6 +94,7 @@ class Loop:
                 text=text,
                 confidence=confidence,
                 line_boxes=line_boxes,
+                line_outlines=line_outlines,
                 latency_ms=1.0,
                 created_at=datetime.now(UTC),
             )
@@ -162,11 +164,12 @@ def valid_image(
     text: str = "a line",
     flagged: bool = False,
     line_boxes: list[tuple[float, float, float, float]] | None = None,
+    line_outlines: list[list[tuple[float, float]]] | None = None,
 ) -> str:
     """A logged request whose image ingest already found valid (features and perceptual hash stored); its key."""
     from monitoring.features import compute_features
 
-    request_id = loop.log(data, confidence=confidence, text=text, line_boxes=line_boxes)
+    request_id = loop.log(data, confidence=confidence, text=text, line_boxes=line_boxes, line_outlines=line_outlines)
     features = compute_features(data)
     key = loop.store.put(data)
     with loop.session() as session:
