@@ -34,9 +34,11 @@ def labelled(
     ls_annotation_id: int | None = None,
     data: bytes | None = None,
     document: str | None = None,
+    outlines: Sequence[Sequence[tuple[float, float]]] | None = None,
 ) -> str:
     """Record `page` as logged, validated, routed and answered: the annotator fixed the lines in their boxes (or,
-    where the page has no boxes, the paragraph) to `answer` (default: the page's text). Returns the image key."""
+    where the page has no boxes, the paragraph) to `answer` (default: the page's text). With `outlines` (percent,
+    one per box) the lines were logged, pre-filled and answered as those polygons. Returns the image key."""
     data = data or page.data
     key = store.put(data)
     features = compute_features(data)
@@ -51,6 +53,7 @@ def labelled(
         text=page.reading,
         confidence=0.4,
         line_boxes=page.boxes,
+        line_outlines=[list(outline) for outline in outlines] if outlines is not None else None,
         latency_ms=1.0,
         document=document,
         created_at=now,
@@ -72,6 +75,10 @@ def labelled(
     text = answer if answer is not None else page.text
     if page.boxes is not None:
         paragraph, lines = page.reading, page.lines(text.split("\n"))
+        if outlines is not None:
+            lines = [
+                {**line, "polygon": [list(p) for p in outline]} for line, outline in zip(lines, outlines, strict=True)
+            ]
     else:
         paragraph, lines = text, []
     label = derive_label(paragraph=paragraph, lines=lines, prediction=page.reading)

@@ -1,9 +1,10 @@
 """Export a dataset version to the model's folder format: PNG pages and a labels.jsonl that `inkloop train` reads.
 
-Each record carries the page's annotated line boxes ("lines"), so training crops the lines the annotator drew
-instead of re-segmenting the page, and the slice facts (split, reason, polarity, ...), so `inkloop evaluate`
-reports CER per slice. The folder is written beside its destination and renamed into place at the end: an export
-that fails leaves nothing, and an existing non-empty folder is never touched.
+Each record carries the page's annotated lines ("lines": boxes, and polygons in the page's pixels for lines drawn as
+outlines), so training crops the lines the annotator drew instead of re-segmenting the page, and the slice facts
+(split, reason, polarity, ...), so `inkloop evaluate` reports CER per slice. The folder is written beside its
+destination and renamed into place at the end: an export that fails leaves nothing, and an existing non-empty folder
+is never touched.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from db.models import DatasetMember, SyntheticSample
 from inkloop.domain import Split
 from inkloop.errors import DatasetError
 from inkloop.files import new_folder_problem, staged_folder
-from inkloop.labels import DATASET_MANIFEST, LABELS
+from inkloop.labels import DATASET_MANIFEST, LABELS, outline_pixels
 from inkloop.store import ImageStore
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -38,7 +39,7 @@ class Exported:
     synthetic: int
 
 
-def _png(data: bytes, *, upright: bool = True) -> bytes:
+def as_png(data: bytes, *, upright: bool = True) -> bytes:
     """The page as PNG: stored PNGs as they are, anything else decoded and, with `upright`, turned by its EXIF
     orientation, as Label Studio's browser showed it to the annotator who drew the boxes. An imported page is not
     turned: its XML's coordinates are the stored pixels'."""
@@ -51,11 +52,22 @@ def _png(data: bytes, *, upright: bool = True) -> bytes:
     return out.getvalue()
 
 
-def _record(member: DatasetMember, file: str) -> dict[str, Any]:
+def _lines(member: DatasetMember, size: tuple[int, int]) -> list[dict[str, Any]]:
+    """The member's lines, a line an annotator left as an outline (percent of the image) with its "polygon" in the
+    exported page's pixels, as an imported line has it: training cuts both along their polygons."""
+    lines = []
+    for line in member.lines or []:
+        if line.get("outline") and not line.get("polygon"):
+            line = {**line, "polygon": outline_pixels(line["outline"], *size)}
+        lines.append(line)
+    return lines
+
+
+def _record(member: DatasetMember, file: str, size: tuple[int, int]) -> dict[str, Any]:
     return {
         "file": file,
         "text": member.text,
-        "lines": member.lines or [],
+        "lines": _lines(member, size),
         "split": Split(member.split).value,
         "image_sha256": member.image_sha256,
         "group": member.group_key,
@@ -118,17 +130,20 @@ def export_version(
 
         imported = {m.image_sha256 for m in members if m.gt_page_id is not None}
 
-        def write(job: tuple[str, str]) -> None:
+        def write(job: tuple[str, str]) -> tuple[int, int]:
             key, file = job
-            (staging / file).write_bytes(_png(store.get(key), upright=key not in imported))
+            png = as_png(store.get(key), upright=key not in imported)
+            (staging / file).write_bytes(png)
+            with Image.open(io.BytesIO(png)) as page:  # the header only
+                return page.size
 
         jobs = [(m.image_sha256, f) for m, f in zip(members, files, strict=True)]
         jobs += [(s.image_sha256, f) for s, f in zip(samples, synthetic_files, strict=True)]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(write, jobs))
+            sizes = list(pool.map(write, jobs))
         with open(staging / LABELS, "w", encoding="utf-8") as labels:
-            for member, file in zip(members, files, strict=True):
-                labels.write(json.dumps(_record(member, file), ensure_ascii=False) + "\n")
+            for member, file, size in zip(members, files, sizes[: len(members)], strict=True):
+                labels.write(json.dumps(_record(member, file, size), ensure_ascii=False) + "\n")
             for sample, file in zip(samples, synthetic_files, strict=True):
                 record = {"file": file, "text": sample.text, "split": "train", "generator": sample.generator}
                 record["lines"] = (sample.params or {}).get("lines", [])

@@ -33,9 +33,11 @@ from sqlalchemy.orm import Session
 
 from db import repo
 from flows.common import IO_TASK, FlowContext, FlowSummary, finish, flow_context
+from flows.dataset_export import as_png
 from inkloop.errors import DatasetError, InkloopError
 from inkloop.files import new_folder_problem, staged_folder
 from inkloop.groundtruth import Format, GroundTruthError, GtLine, GtPage, parse, write
+from inkloop.labels import outline_pixels
 from inkloop.store import ImageStore
 from monitoring.features import compute_features
 
@@ -312,15 +314,14 @@ class ExportedXml:
     licences: dict[str, int]
 
 
-_EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "tiff": ".tif", "webp": ".webp"}
-
-
-def _member_page(member: Any, gt: Any | None, image: Any, file: str) -> GtPage:
-    width, height = (gt.width, gt.height) if gt is not None else (image.width, image.height)
+def _member_page(member: Any, size: tuple[int, int], file: str) -> GtPage:
+    width, height = size
     lines = []
     for n, line in enumerate(member.lines or []):
         polygon = tuple(tuple(p) for p in line.get("polygon") or ())
         baseline = tuple(tuple(p) for p in line.get("baseline") or ())
+        if not polygon and line.get("outline"):  # an annotated outline, in percent of the image
+            polygon = tuple(tuple(p) for p in outline_pixels(line["outline"], width, height))
         if not polygon:
             x, y, w, h = line["box"]
             left, top = round(width * x / 100), round(height * y / 100)
@@ -351,27 +352,32 @@ def export_version(session: Session, store: ImageStore, *, version: str, out: Pa
     if not members:
         raise DatasetError(f"dataset version {version} has no pages with lines to export")
     gt = repo.gt_pages_by_id(session=session, ids=[m.gt_page_id for m in members if m.gt_page_id is not None])
-    images = repo.images_by_sha(session=session, sha256s=[m.image_sha256 for m in members])
     licences: Counter[str] = Counter()
     names: set[str] = set()
     lines = 0
     with staged_folder(out, error=DatasetError) as staging:
         for member in members:
             page = gt.get(member.gt_page_id) if member.gt_page_id is not None else None
-            image = images[member.image_sha256]
+            data = store.get(member.image_sha256)
             if page is not None:
                 file = page.image_name
                 licences[page.licence or "unknown"] += 1
+                size = (page.width, page.height)
             else:
-                file = f"{member.image_sha256[:20]}{_EXTENSIONS.get((image.format or '').lower(), '.png')}"
+                # An annotated page as Label Studio showed it (turned by its EXIF orientation), whose percent
+                # boxes and outlines are relative to that: a PNG, like the folder export's.
+                data = as_png(data)
+                file = f"{member.image_sha256[:20]}.png"
                 licences["inkloop annotations"] += 1
+                with Image.open(io.BytesIO(data)) as shown:
+                    size = shown.size
             stem = Path(file).stem
             while Path(file).name.lower() in names:  # two collections may use one name
                 stem = f"{stem}-{member.image_sha256[:8]}"
                 file = stem + Path(file).suffix
             names.add(Path(file).name.lower())
-            (staging / file).write_bytes(store.get(member.image_sha256))
-            content = _member_page(member, page, image, file)
+            (staging / file).write_bytes(data)
+            content = _member_page(member, size, file)
             (staging / f"{stem}.xml").write_bytes(write(content, format))
             lines += len(content.lines)
         _write_licences(staging, row.version, list(gt.values()), licences)

@@ -97,13 +97,29 @@ class LabelSource(enum.StrEnum):
 @dataclass(frozen=True)
 class DerivedLabel:
     text: str
-    lines: list[dict[str, Any]]  # [{"text", "box"}] top to bottom; a line's text is "" where it is not known
+    # [{"text", "box"}, with "outline" for a line drawn as a polygon] top to bottom; a line's text is "" where it is
+    # not known
+    lines: list[dict[str, Any]]
     source: LabelSource
 
 
 def rows(text: str) -> list[str]:
     """Lines of a text with blank ones dropped and inner whitespace collapsed: what two copies must agree on."""
     return [" ".join(row.split()) for row in text.split("\n") if row.strip()]
+
+
+def _shape(text: str, line: Mapping[str, Any]) -> dict[str, Any]:
+    """A label's line: its text and box, and the outline the annotator left it as (percent of the image, as Label
+    Studio draws it) when it is a polygon; an export turns that into the page's pixels (flows/dataset_export.py)."""
+    shaped: dict[str, Any] = {"text": text, "box": list(line.get("box") or [])}
+    if line.get("polygon"):
+        shaped["outline"] = [list(point) for point in line["polygon"]]
+    return shaped
+
+
+def outline_pixels(outline: Sequence[Sequence[float]], width: int, height: int) -> list[list[int]]:
+    """A percent outline (a label line's "outline") as points in the pixels of a `width` x `height` page."""
+    return [[round(float(x) * width / 100), round(float(y) * height / 100)] for x, y in outline]
 
 
 def derive_label(*, paragraph: str, lines: Sequence[Mapping[str, Any]], prediction: str | None) -> DerivedLabel:
@@ -121,7 +137,7 @@ def derive_label(*, paragraph: str, lines: Sequence[Mapping[str, Any]], predicti
     paragraph_rows = rows(paragraph)
     lines_edited = bool(written) and written != predicted
     paragraph_edited = bool(paragraph_rows) and paragraph_rows != predicted
-    boxes = [{"text": row, "box": list(line.get("box") or [])} for row, line in zip(line_rows, lines, strict=True)]
+    boxes = [_shape(row, line) for row, line in zip(line_rows, lines, strict=True)]
     if lines_edited and paragraph_edited:
         if written == paragraph_rows:
             return DerivedLabel("\n".join(written), boxes, LabelSource.both)

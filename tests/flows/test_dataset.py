@@ -4,11 +4,13 @@ killed half-way, export that trains. (Annotations made through Label Studio itse
 
 from __future__ import annotations
 
+import io
 import json
 import textwrap
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -20,12 +22,16 @@ from devtools.pages import Page, handwritten_pages, rephotographed
 from devtools.records import labelled
 from flows.dataset import DatasetParams, DatasetSummary, GoldenPages, build_version, check_guards
 from flows.dataset_export import export_version
+from flows.groundtruth import export_version as export_xml
 from inkloop.domain import Split, TaskReason, TaskState
 from inkloop.errors import DatasetError, EmptyDatasetError, LeakageError, NotFoundError
+from inkloop.groundtruth import Format, parse
 from inkloop.labels import read_records
 from inkloop.phash import NEAR_DUPLICATE_DISTANCE, hamming
 from inkloop.store import ImageStore
+from model.data import load_lines, read_pages
 from model.golden import GOLDEN_DIR
+from model.preprocess import page_lines
 from monitoring.features import compute_features
 from tests.support.kill import kill_at_marker
 from tests.support.paths import SHIPPED_VERSION
@@ -247,6 +253,37 @@ def test_export_writes_the_folder_format_with_line_boxes_and_refuses_a_used_fold
     only_train = export_version(session, store, version=version, out=tmp_path / "train", split=Split.train)
     assert {r["split"] for r in read_records(tmp_path / "train")} == {"train"}
     assert only_train.pages == done.pages - sum(1 for r in records if r["split"] != "train")
+
+
+def test_lines_answered_as_outlines_export_as_polygons_in_the_pages_pixels_and_train_along_them(
+    session: Session, store: ImageStore, pages: list[Page], tmp_path: Path
+) -> None:
+    # Routing pre-fills the segmenter's outlines (percent of the page); an answer that keeps them keeps them in its
+    # label, and the export gives them in the exported page's pixels, where training cuts lines along polygons.
+    page = next(p for p in pages if p.boxes is not None)
+    with Image.open(io.BytesIO(page.data)) as image:
+        image.load()
+        outlines = [line.percent_outline() for line in page_lines(image)]
+        width, height = image.size
+    assert len(outlines) == len(page.boxes or [])
+    labelled(session, store, page, project=PROJECT, outlines=outlines)
+    session.commit()
+    version = _build(session).version or ""
+    out = tmp_path / "export"
+    export_version(session, store, version=version, out=out)
+    (record,) = read_records(out)
+    for line, outline in zip(record["lines"], outlines, strict=True):
+        assert line["outline"] == [list(p) for p in outline]
+        assert line["polygon"] == [[round(x * width / 100), round(y * height / 100)] for x, y in outline]
+    # PAGE XML gets the same polygons (eScriptorium and Transkribus read them back).
+    export_xml(session, store, version=version, out=tmp_path / "page", format=Format.page)
+    (xml,) = (tmp_path / "page").glob("*.xml")
+    written = parse(xml.read_bytes(), file=xml.name)
+    assert [[list(p) for p in line.polygon] for line in written.lines] == [line["polygon"] for line in record["lines"]]
+    (read,) = read_pages(out)
+    assert read.outlines is not None and len(read.outlines) == len(outlines)
+    items = load_lines([read], height=32, max_width=1024)
+    assert [text for _, text in items] == page.text.split("\n")
 
 
 def test_a_build_killed_half_way_leaves_no_version_and_the_rerun_builds_it_once(

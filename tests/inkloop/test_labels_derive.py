@@ -3,7 +3,7 @@ a corrected line left the paragraph as the model read it)."""
 
 from __future__ import annotations
 
-from inkloop.labels import LabelSource, derive_label
+from inkloop.labels import LabelSource, derive_label, outline_pixels
 
 PREDICTION = "dear Sam,\nsee yuo soon"
 BOXES = [(5.0, 10.0, 80.0, 12.0), (5.0, 30.0, 70.0, 12.0)]
@@ -115,3 +115,13 @@ def test_the_same_correction_gives_the_same_label_on_the_old_screen_and_the_new(
     )
     retyped_new = derive_label(paragraph="Dear Sam, see you soon", lines=[], prediction=PREDICTION)
     assert (retyped_old.text, retyped_old.source) == (retyped_new.text, retyped_new.source)
+
+
+def test_a_line_left_as_an_outline_keeps_it_in_the_label_and_exports_in_the_pages_pixels() -> None:
+    outline = [(5.0, 10.0), (85.0, 11.0), (85.0, 22.0), (5.0, 21.0)]
+    lines = [{**_lines("dear Sam,", "see yuo soon")[0], "polygon": outline}, _lines("x", "see you soon")[1]]
+    label = derive_label(paragraph="", lines=lines, prediction=PREDICTION)
+    assert label.text == "dear Sam,\nsee you soon"
+    assert label.lines[0]["outline"] == [list(p) for p in outline]  # percent, as Label Studio drew it
+    assert "outline" not in label.lines[1]  # a box stays a box
+    assert outline_pixels(outline, 2000, 1000) == [[100, 100], [1700, 110], [1700, 220], [100, 210]]
