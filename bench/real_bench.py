@@ -75,6 +75,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real-handwriting"
 SETS = ("stanford-memorials", "hooker")
 IOU_THRESHOLD = 0.5
+# Baselines match when their shared horizontal stretch is at least half of the two together (BASELINE_OVERLAP) and,
+# along it, the median vertical distance between them is at most BASELINE_TOLERANCE of the page's line spacing.
+BASELINE_OVERLAP = 0.5
+BASELINE_TOLERANCE = 0.3
 DETECTION_SIDE = 1000  # polygons are rasterised with the page's longer side at this many pixels (a line: 10-40 rows)
 TORCH_THREADS = 2
 # Working pixels the grown variant widens each polygon by: Hooker's polygons are drawn tight round the x-height band
@@ -266,6 +270,77 @@ def matched(predicted: Sequence[Region | None], truth: Sequence[Region | None]) 
     return len(used_p)
 
 
+class Baseline:
+    """A line's baseline as a function y(x) over its horizontal extent (points sorted by x)."""
+
+    def __init__(self, points: Sequence[Sequence[float]]) -> None:
+        array = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        order = np.argsort(array[:, 0], kind="stable")
+        self.xs, self.ys = array[order, 0], array[order, 1]
+        self.left, self.right = float(self.xs[0]), float(self.xs[-1])
+
+    @classmethod
+    def of(cls, points: Sequence[Sequence[float]]) -> Baseline | None:
+        """None for fewer than two points or no width (a vertical or empty baseline)."""
+        if len(points) < 2:
+            return None
+        line = cls(points)
+        return line if line.right - line.left >= 1.0 else None
+
+    def y(self, x: np.ndarray) -> np.ndarray:
+        return np.interp(x, self.xs, self.ys)
+
+    def distance(self, other: Baseline) -> tuple[float, float]:
+        """(shared stretch / both together, median vertical distance along the shared stretch); (0, inf) for none."""
+        lo, hi = max(self.left, other.left), min(self.right, other.right)
+        union = max(self.right, other.right) - min(self.left, other.left)
+        if hi <= lo or union <= 0:
+            return 0.0, float("inf")
+        xs = np.linspace(lo, hi, 24)
+        return (hi - lo) / union, float(np.median(np.abs(self.y(xs) - other.y(xs))))
+
+
+def line_spacing(truth: Sequence[Baseline | None], fallback: float) -> float:
+    """The page's line spacing: the median vertical distance from each truth baseline to the nearest one below it
+    that shares some of its stretch; `fallback` on a page with no such pair."""
+    gaps = []
+    for line in truth:
+        if line is None:
+            continue
+        below = [
+            d
+            for other in truth
+            if other is not None and other is not line
+            for share, d in [line.distance(other)]
+            if share > 0 and float(np.mean(other.ys)) > float(np.mean(line.ys))
+        ]
+        if below:
+            gaps.append(min(below))
+    positive = [g for g in gaps if g > 0]
+    return float(np.median(positive)) if positive else fallback
+
+
+def baselines_matched(predicted: Sequence[Baseline | None], truth: Sequence[Baseline | None], tolerance: float) -> int:
+    """How many predicted baselines pair one to one with a truth baseline (BASELINE_OVERLAP of their stretch shared,
+    median distance along it within `tolerance` pixels), taking the closest pairs first."""
+    pairs = sorted(
+        (d, i, j)
+        for i, p in enumerate(predicted)
+        if p is not None
+        for j, t in enumerate(truth)
+        if t is not None
+        for share, d in [p.distance(t)]
+        if share >= BASELINE_OVERLAP and d <= tolerance
+    )
+    used_p: set[int] = set()
+    used_t: set[int] = set()
+    for _, i, j in pairs:
+        if i not in used_p and j not in used_t:
+            used_p.add(i)
+            used_t.add(j)
+    return len(used_p)
+
+
 def rectangle(box: tuple[float, float, float, float], width: int, height: int) -> list[tuple[float, float]]:
     """A percent box (x, y, w, h) as the page-pixel corners of its rectangle."""
     x, y, w, h = box
@@ -291,14 +366,23 @@ class Detections:
     matched: list[int] = field(default_factory=list)
     truth: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
-    without_polygon: int = 0
+    without_shape: int = 0  # predicted lines with no polygon (or baseline) to match
 
     def add(self, predicted: Sequence[Region | None], truth: Sequence[Region | None], seconds: float) -> None:
         self.predicted.append(len(predicted))
         self.truth.append(len(truth))
         self.matched.append(matched(predicted, truth))
         self.seconds.append(seconds)
-        self.without_polygon += sum(p is None for p in predicted)
+        self.without_shape += sum(p is None for p in predicted)
+
+    def add_baselines(
+        self, predicted: Sequence[Baseline | None], truth: Sequence[Baseline | None], tolerance: float, seconds: float
+    ) -> None:
+        self.predicted.append(len(predicted))
+        self.truth.append(len(truth))
+        self.matched.append(baselines_matched(predicted, truth, tolerance))
+        self.seconds.append(seconds)
+        self.without_shape += sum(p is None for p in predicted)
 
     def report(self, rng: np.random.Generator) -> dict[str, object]:
         m, p, t = (np.array(x, dtype=float) for x in (self.matched, self.predicted, self.truth))
@@ -316,7 +400,7 @@ class Detections:
             "recall": round(float(m.sum() / max(t.sum(), 1)), 4),
             "recall_interval": [round(float(np.nanpercentile(recall, q)), 4) for q in (2.5, 97.5)],
             "s_per_page_median": round(statistics.median(self.seconds), 3),
-            **({"lines_without_polygon": self.without_polygon} if self.without_polygon else {}),
+            **({"lines_without_shape": self.without_shape} if self.without_shape else {}),
         }
 
 
@@ -337,6 +421,12 @@ def kraken_regions(record: dict, page: GtPage, scale: float) -> list[Region | No
     """kraken's line polygons on the page, rescaled if kraken saw the image at another size."""
     sx, sy = page.width / record["width"], page.height / record["height"]
     return [rasterise([(x * sx, y * sy) for x, y in line.get("polygon") or []], scale) for line in record["lines"]]
+
+
+def kraken_baselines(record: dict, page: GtPage) -> list[Baseline | None]:
+    """kraken's line baselines on the page, rescaled like kraken_regions."""
+    sx, sy = page.width / record["width"], page.height / record["height"]
+    return [Baseline.of([(x * sx, y * sy) for x, y in line.get("baseline") or []]) for line in record["lines"]]
 
 
 # --- scoring ----------------------------------------------------------------------------------------------------
@@ -428,10 +518,12 @@ def run_set(
     line_seconds: dict[str, list[float]] = defaultdict(list)
     page_seconds: dict[str, list[float]] = defaultdict(list)
     segmenter, deskewed, outlined, kraken_detections = Detections(), Detections(), Detections(), Detections()
+    baselined, kraken_baselined = Detections(), Detections()
     ours_on_kraken_pages = {
         "inkloop": Detections(),
         "inkloop_deskewed_box": Detections(),
         "inkloop_outline": Detections(),
+        "inkloop_baseline": Detections(),
     }
     kraken_missing: list[str] = []
     tally = {"lines_in_files": 0, "counted": 0, "empty_text": 0, "other_types": 0, "empty_crops": 0}
@@ -487,14 +579,23 @@ def run_set(
         segmenter.add(ours["inkloop"], truth_regions, segment_seconds)
         deskewed.add(ours["inkloop_deskewed_box"], truth_regions, segment_seconds)
         outlined.add(ours["inkloop_outline"], truth_regions, segment_seconds)
+        truth_baselines = [Baseline.of(line.baseline) for line in page.lines]
+        tolerance = BASELINE_TOLERANCE * line_spacing(truth_baselines, fallback=0.03 * page.height)
+        our_baselines = [Baseline.of(line.page_baseline((page.width, page.height))) for line in found]
+        baselined.add_baselines(our_baselines, truth_baselines, tolerance, segment_seconds)
         if kraken is not None:
             record = kraken.get(truth_page.image.name)
             if record is None:
                 kraken_missing.append(truth_page.image.name)
             else:
-                kraken_detections.add(kraken_regions(record, page, scale), truth_regions, float(record["seconds"]))
+                seconds = float(record["seconds"])
+                kraken_detections.add(kraken_regions(record, page, scale), truth_regions, seconds)
+                kraken_baselined.add_baselines(kraken_baselines(record, page), truth_baselines, tolerance, seconds)
                 for who, regions in ours.items():  # inkloop on the same pages, to compare like with like
                     ours_on_kraken_pages[who].add(regions, truth_regions, segment_seconds)
+                ours_on_kraken_pages["inkloop_baseline"].add_baselines(
+                    our_baselines, truth_baselines, tolerance, segment_seconds
+                )
 
         # Pages: as served, from the ground-truth lines, and Tesseract on the page image.
         truth_text = "\n".join(line.text for line in chosen)
@@ -551,9 +652,13 @@ def run_set(
             "inkloop": segmenter.report(rng),
             "inkloop_deskewed_box": deskewed.report(rng),
             "inkloop_outline": outlined.report(rng),
+            "baseline_overlap": BASELINE_OVERLAP,
+            "baseline_tolerance_of_line_spacing": BASELINE_TOLERANCE,
+            "inkloop_baseline": baselined.report(rng),
             **(
                 {
                     "kraken": kraken_detections.report(rng) if kraken_detections.predicted else None,
+                    "kraken_baseline": kraken_baselined.report(rng) if kraken_baselined.predicted else None,
                     "on_kraken_pages": {
                         who: detections.report(rng)
                         for who, detections in ours_on_kraken_pages.items()
@@ -602,7 +707,14 @@ DETECTORS = (
     ("inkloop_deskewed_box", "inkloop lines (deskewed box) IoU>=.5"),
     ("inkloop_outline", "inkloop lines (ink outline) IoU>=.5"),
     ("kraken", "kraken blla polygons IoU>=.5"),
+    ("inkloop_baseline", "inkloop baselines"),
+    ("kraken_baseline", "kraken blla baselines"),
 )
+# Where kraken ran on only some of a set's pages, inkloop's figure on those pages is shown beside each of kraken's.
+SAME_PAGES = {
+    "kraken": ("inkloop_outline", "inkloop ink outline"),
+    "kraken_baseline": ("inkloop_baseline", "inkloop baselines"),
+}
 
 
 def summary(report: dict) -> str:
@@ -621,12 +733,13 @@ def summary(report: dict) -> str:
             )
             first = False
         detection = figures["detection"]
-        same_pages = detection.get("on_kraken_pages", {}).get("inkloop_outline")
         for who, label in DETECTORS:
             cell = detection.get(who)
-            if who == "kraken" and cell and same_pages:
+            ours, our_label = SAME_PAGES.get(who, ("", ""))
+            same_pages = detection.get("on_kraken_pages", {}).get(ours)
+            if cell and same_pages:
                 pages = f"{cell['pages']} pages"
-                rows = [(f"kraken blla polygons, {pages}", cell), (f"inkloop ink outline, {pages}", same_pages)]
+                rows = [(f"{label.split(' IoU')[0]}, {pages}", cell), (f"{our_label}, {pages}", same_pages)]
             else:
                 rows = [(label, cell)] if cell else []
             for label, cell in rows:
@@ -658,6 +771,14 @@ NOTES = {
     "segmenter actually cuts (in the deskewed image) turned back onto the page; inkloop_outline is the line's ink "
     "outline (Line.page_polygon: the envelope of the ink touching its x-height band), the counterpart of a PAGE or "
     "ALTO polygon. kraken: its line polygons.",
+    "detection_baselines": "Polygon IoU depends on how far a transcription tool draws a line's polygon past its ink "
+    "(Stanford's reach well into the space between lines; inkloop's outline hugs the ink, so a line found exactly "
+    "can still score IoU 0.3-0.5), so lines are also matched by baseline, as the cBAD baseline-detection contests "
+    "do: a predicted and a true baseline match when the horizontal stretch they share is at least baseline_overlap "
+    "of the two together and, along it, their median vertical distance is at most "
+    "baseline_tolerance_of_line_spacing of the page's line spacing (the median distance from each true baseline to "
+    "the nearest one below it). inkloop's baseline is the bottom of its x-height band from its first inked column "
+    "to its last (Line.page_baseline); kraken's is its own. One to one, closest pairs first.",
     "page_truth": "Page truth is the page's counted lines joined with newlines in reading order. On Stanford pages "
     "that also hold typewritten, printed or signature lines the truth has only the handwritten ones, so what a page "
     "reader writes for the others counts against it (as insertions): pages_with_every_line_counted restricts to "

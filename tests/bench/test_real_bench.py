@@ -65,13 +65,36 @@ def test_stanford_file_names_name_letters() -> None:
     assert real_bench.LETTER.search("JDH_2_16_40_001") is None
 
 
+def truth_pages(name: str, pages: int) -> list:
+    return [parse(xml.read_bytes(), file=xml.name) for xml in sorted((DATA / name / "pages").glob("*.xml"))[:pages]]
+
+
+def test_baselines_match_by_shared_stretch_and_distance() -> None:
+    truth = [real_bench.Baseline.of([(0, 100), (1000, 100)]), real_bench.Baseline.of([(0, 200), (1000, 210)])]
+    spacing = real_bench.line_spacing(truth, fallback=1.0)
+    assert spacing == pytest.approx(105, abs=1)  # the median distance along the shared stretch
+    close = real_bench.Baseline.of([(20, 110), (990, 110)])
+    half_only = real_bench.Baseline.of([(0, 100), (400, 100)])  # 0.4 of the two together
+    too_low = real_bench.Baseline.of([(0, 140), (1000, 140)])  # 40 px: more than 0.3 of the spacing
+    assert real_bench.baselines_matched([close], truth, 0.3 * spacing) == 1
+    assert real_bench.baselines_matched([half_only, too_low, None], truth, 0.3 * spacing) == 0
+    # One to one, the closest first: the second detection of the first line is a false positive.
+    assert real_bench.baselines_matched([close, truth[0]], truth, 0.3 * spacing) == 1
+    assert real_bench.baselines_matched(truth, truth, 0.3 * spacing) == 2
+    assert real_bench.Baseline.of([(5, 0), (5, 90)]) is None and real_bench.Baseline.of([(1, 1)]) is None
+    assert real_bench.line_spacing(truth[:1], fallback=7.0) == 7.0
+
+
 def perfect_kraken(path: Path, pages: int) -> None:
     """A kraken file whose lines are the ground truth's own polygons: a perfect segmenter."""
     with path.open("w") as out:
         for name in real_bench.SETS:
             for xml in sorted((DATA / name / "pages").glob("*.xml"))[:pages]:
                 page = parse(xml.read_bytes(), file=xml.name)
-                lines = [{"baseline": [], "polygon": [list(p) for p in line.polygon]} for line in page.lines]
+                lines = [
+                    {"baseline": [list(p) for p in line.baseline], "polygon": [list(p) for p in line.polygon]}
+                    for line in page.lines
+                ]
                 record = {"image": str(xml.with_suffix(".jpg")), "seconds": 1.5, "width": page.width}
                 out.write(json.dumps({**record, "height": page.height, "lines": lines}) + "\n")
 
@@ -116,6 +139,10 @@ def test_real_bench_reads_both_sets_with_inkloop_and_tesseract(tmp_path: Path) -
         # The kraken file holds the truth's own polygons: every line matches itself. It covers every page, so
         # inkloop's figures on kraken's pages are its figures.
         assert detection["kraken"]["precision"] == detection["kraken"]["recall"] == 1.0
+        with_baseline = sum(len(line.baseline) >= 2 for page in truth_pages(name, 2) for line in page.lines)
+        assert detection["kraken_baseline"]["matched"] == with_baseline
+        for who in ("inkloop_baseline", "kraken_baseline"):
+            assert 0 <= detection[who]["precision"] <= 1 and 0 <= detection[who]["recall"] <= 1
         assert detection["kraken"]["s_per_page_median"] == 1.5
         assert detection["on_kraken_pages"]["inkloop"] == detection["inkloop"]
         assert detection["kraken_pages_missing"] == []
@@ -124,8 +151,10 @@ def test_real_bench_reads_both_sets_with_inkloop_and_tesseract(tmp_path: Path) -
     assert stanford["lines"]["other_types"] > 0
     assert stanford["line_cer_by_letter"] and "line_cer_by_letter" not in hooker
     # Measured on these pages: recall 0.37 (16 of 43 lines) with the segmenter of segment.VERSION 1, 0.44 with
-    # VERSION 2; on all 28 Stanford pages 0.40 (VERSION 2).
+    # VERSION 2, 0.49 with VERSION 3; on all 28 Stanford pages 0.40 (VERSION 2).
     assert stanford["detection"]["inkloop"]["recall"] > 0.3
+    # By baseline, on these pages: VERSION 2 0.72 (31 of 43), VERSION 3 (a row of two things split) 0.86 (37).
+    assert stanford["detection"]["inkloop_baseline"]["recall"] > 0.75
     # Polygon against box cutting on Hooker's lines, paired (CER by polygon - CER by box, the same lines resampled).
     # Measured on these 35 lines: exact polygon -0.008 [-0.042, +0.024], grown by 8 px -0.010 [-0.041, +0.020].
     # On all 300 Hooker pages (6,125 lines) the exact polygon is worse, +0.015 [+0.013, +0.019], because Transkribus'
