@@ -48,6 +48,8 @@ LINES = [
 CORRECTED = "The quick brown fox jumped over the lazy dog while the farmer watched it"
 HEIGHT = 130  # pixels of the page image
 BOXES = [(0.5, (6 + 40 * i) / HEIGHT * 100, 99.0, 36 / HEIGHT * 100) for i in range(3)]
+# The same lines as the endpoint logs them since migration 0008: outlines (a slanted top edge, a straight bottom).
+OUTLINES = [[(x, y + 2), (x + w / 2, y), (x + w, y + 2), (x + w, y + h), (x, y + h)] for x, y, w, h in BOXES]
 PASSWORD = "labeling-ui-pass-123"
 # The per-region text boxes Label Studio draws in its Regions panel (displayMode="region-list", rows above 1).
 LINE_FIELD = "[data-testid=textarea-region-textarea]"
@@ -140,11 +142,14 @@ def _newest(loop: Loop) -> Annotation:
 
 
 # The screen and the sync flow are the same on either database; tests/flows/test_sync.py runs the flow on both.
+# A routed page's lines come as outlines (polygons) since the endpoint logs them, as boxes for requests logged before.
 @pytest.mark.parametrize("loop", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("shape", ["outline", "box"])
 def test_an_annotator_corrects_a_whole_line_beside_the_image_and_sync_stores_it(
-    loop: Loop, browser: Browser, tmp_path: Path
+    loop: Loop, browser: Browser, tmp_path: Path, shape: str
 ) -> None:
-    valid_image(loop, _page_image(), confidence=0.1, text="\n".join(LINES), line_boxes=BOXES)
+    outlines = OUTLINES if shape == "outline" else None
+    valid_image(loop, _page_image(), confidence=0.1, text="\n".join(LINES), line_boxes=BOXES, line_outlines=outlines)
     summary = route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))
     page, task_id, errors = _open_task(loop, browser, summary, f"ui-{uuid.uuid4().hex[:8]}@inkloop.local")
     try:
@@ -169,13 +174,16 @@ def test_an_annotator_corrects_a_whole_line_beside_the_image_and_sync_stores_it(
         assert fields.first.input_value() == CORRECTED
         assert page.locator(SELECTED_REGION).count() == 1  # clicking into a line's text selects its box
         assert [fields.nth(i).input_value() for i in (1, 2)] == LINES[1:]
-        submitted = _submit(page, loop, task_id, tmp_path)
+        submitted = _submit(page, loop, task_id, tmp_path, f"labeling-{shape}.png")
     finally:
         page.close()
     assert not errors, errors
 
     (answer,) = submitted
     assert _line_texts(answer["result"]) == {"line-1": [CORRECTED], "line-2": [LINES[1]], "line-3": [LINES[2]]}
+    # The lines were drawn and came back in their shape: polygons with the logged points, or boxes.
+    kind = "polygonlabels" if shape == "outline" else "rectanglelabels"
+    assert sorted(r["id"] for r in answer["result"] if r["type"] == kind) == ["line-1", "line-2", "line-3"]
     # One truth on the completed task: the corrected lines, and no paragraph beside them.
     assert set(answer_texts(answer["result"])) == {label_config().line_text}
 
@@ -185,6 +193,11 @@ def test_an_annotator_corrects_a_whole_line_beside_the_image_and_sync_stores_it(
     assert [line["text"] for line in newest.lines] == [CORRECTED, *LINES[1:]]
     assert newest.text == "\n".join([CORRECTED, *LINES[1:]])
     assert newest.label_source is LabelSource.lines
+    if outlines is not None:  # the label keeps each line's outline, as the screen had it
+        for line, outline in zip(newest.lines, outlines, strict=True):
+            np.testing.assert_allclose(line["outline"], outline, atol=0.01)
+    else:
+        assert not any("outline" in line for line in newest.lines)
 
 
 @pytest.mark.parametrize("loop", ["sqlite"], indirect=True)
