@@ -95,7 +95,8 @@ def test_logged_outlines_are_pre_filled_as_polygons_and_unlogged_pages_get_the_s
 
     route(RouteParams(budget=10, threshold=0.8, audit_rate=0.0))
 
-    tasks = {t.image_sha256: t.ls_task_id for t in loop.tasks()}
+    tasks = {t.image_sha256: t.ls_task_id or 0 for t in loop.tasks()}
+    assert all(tasks.values())
     with loop.label_studio.client() as client:
         assert _outline_regions(client, tasks[logged]) == [
             ("first line", [list(p) for p in outlines[0]]),
