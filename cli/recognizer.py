@@ -47,6 +47,13 @@ def synth(
             "--realism", help="Share of pages with squared paper, pencil, thin pens, shadows and steep camera angles."
         ),
     ] = 0.0,
+    strokes_share: Annotated[
+        float,
+        typer.Option(
+            "--strokes-share",
+            help="Share of pages drawn as pen strokes by sampled writers (Hershey centrelines), not from fonts.",
+        ),
+    ] = 0.0,
     family: Annotated[
         list[str] | None,
         typer.Option("--family", help="Only this font family, as named in its font file (repeatable)."),
@@ -78,6 +85,7 @@ def synth(
         dark_share=dark_share,
         caps_share=caps_share,
         realism=realism,
+        strokes_share=strokes_share,
         families=tuple(family or ()),
         max_lines=max_lines,
         lines_from=lines_from,

@@ -30,6 +30,7 @@ from synth.corpus import SHIPPED_CORPUS, Corpus
 from synth.fonts import Font, FontSet, discover
 from synth.render import Handwriting, render, wrap
 from synth.stitch import LineCrop, stitch_random
+from synth.strokes import Writer, render_strokes, wrap_strokes
 
 MANIFEST = "manifest.json"
 
@@ -53,6 +54,7 @@ class SynthOptions:
     handwriting_share: float = 0.7  # share of pages in handwriting (not printed) fonts
     caps_share: float = 0.0  # share of pages written in block capitals (forms, notes), whatever the font
     realism: float = 0.0  # share of pages with what real pages add (squared paper, pencil, shadows, steep angles)
+    strokes_share: float = 0.0  # share of pages drawn as pen strokes by a sampled writer (synth/strokes.py)
     families: tuple[str, ...] = ()  # only these font families (case-insensitive; empty: every family of the set)
     lines_from: Path | None = None  # stitch paragraphs from this folder's line crops instead of rendering
 
@@ -65,6 +67,8 @@ class SynthOptions:
             raise SynthError(f"caps share must be in [0, 1], got {self.caps_share}")
         if not 0 <= self.realism <= 1:
             raise SynthError(f"realism must be in [0, 1], got {self.realism}")
+        if not 0 <= self.strokes_share <= 1:
+            raise SynthError(f"strokes share must be in [0, 1], got {self.strokes_share}")
         if not 1 <= self.max_lines <= 30:
             raise SynthError(f"max lines must be in 1..30, got {self.max_lines}")
 
@@ -113,6 +117,10 @@ class Generator:
             return image, text, {"generator": "stitch", "dark_background": dark}
         n_lines = int(rng.integers(1, self.options.max_lines + 1))
         words = self.corpus.sample_words(rng, n_lines * 14 + 8)
+        # Streams of their own, so that pages of a seed written before strokes existed stay the same.
+        pen = np.random.default_rng([self.options.seed, index, 3])
+        if self.options.strokes_share and pen.random() < self.options.strokes_share:
+            return self._strokes_sample(words, n_lines, dark, pen, index)
         font = self._font_for(rng, words)
         # A stream of its own, so that pages of a seed written before caps_share existed stay the same.
         block_capitals = bool(np.random.default_rng([self.options.seed, index, 1]).random() < self.options.caps_share)
@@ -136,6 +144,32 @@ class Generator:
             "block_capitals": block_capitals,
             "dark_background": dark,
             "style": style.as_dict(),
+            "page": page.as_dict(),
+        }
+        return image, "\n".join(lines), meta
+
+    def _strokes_sample(
+        self, words: list[str], n_lines: int, dark: bool, rng: np.random.Generator, index: int
+    ) -> tuple[Image.Image, str, dict[str, Any]]:
+        """A page in a sampled writer's hand, drawn as pen strokes (synth/strokes.py), on the same paper and
+        camera as font pages."""
+        writer = Writer.sample(rng)
+        block_capitals = bool(np.random.default_rng([self.options.seed, index, 1]).random() < self.options.caps_share)
+        if block_capitals:
+            words = [w.upper() for w in words]
+        lines = wrap_strokes(words, writer, float(rng.uniform(12, 40)) * writer.size, n_lines)
+        rendered = render_strokes(lines, writer, rng)
+        page = PageStyle.sample(rng, dark)
+        extras = np.random.default_rng([self.options.seed, index, 2])
+        if self.options.realism and extras.random() < self.options.realism:
+            page = PageStyle.sample_realism(page, extras)
+        image = compose(rendered.mask, rendered.baselines, rendered.line_height, page, rng, self.options.color)
+        meta = {
+            "generator": "strokes",
+            "writer": writer.as_dict(),
+            "handwriting": True,
+            "block_capitals": block_capitals,
+            "dark_background": dark,
             "page": page.as_dict(),
         }
         return image, "\n".join(lines), meta
