@@ -349,7 +349,8 @@ def test_an_outline_parses_back_with_its_polygon_and_its_bounding_box() -> None:
     assert parsed.text == "first line\nsecond line"
     # stored as JSON gives it back: lists, so a second sync finds the same answer
     assert parsed.raw()["lines"][0] == {"text": "first line", "box": [9.0, 18.0, 53.0, 13.0], "polygon": OUTLINE}
-    assert parsed.label(None).lines[0] == {"text": "first line", "box": [9.0, 18.0, 53.0, 13.0]}
+    # ... and so does the label derived from it: the outline in percent, which an export turns into pixels.
+    assert parsed.label(None).lines[0] == {"text": "first line", "box": [9.0, 18.0, 53.0, 13.0], "outline": OUTLINE}
 
 
 def test_an_outline_known_only_from_its_text_item_is_a_line() -> None:
