@@ -149,7 +149,7 @@ class Request(Base):
     line_confidences: Mapped[list[Any] | None]
     # One [x, y, width, height] per line of `text`, in percent of the page (model.segment.Line.percent_box).
     line_boxes: Mapped[list[Any] | None]
-    # One outline per line of `text`, [[x, y], ...] in percent of the page (model.segment.Line.percent_outline):
+    # One polygon per line of `text`, [[x, y], ...] in percent of the page (model.segment.Line.percent_region):
     # routing pre-fills them as polygons. Null for requests logged before migration 0008 and for imports.
     line_outlines: Mapped[list[Any] | None]
     latency_ms: Mapped[float] = mapped_column(Float)

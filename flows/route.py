@@ -99,7 +99,7 @@ def page_lines(data: bytes, text: str) -> list[dict[str, Any]]:
         {
             "text": texts[index] if len(texts) == len(found) else "",
             "box": line.percent_box(),
-            "polygon": line.percent_outline(),
+            "polygon": line.percent_region(),
         }
         for index, line in enumerate(found)
     ]

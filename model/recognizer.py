@@ -35,7 +35,7 @@ class Prediction:
     raw_confidence: float = 0.0
     # Where each line of `text` is: x, y, width, height in percent of the page (Line.percent_box), one per line.
     line_boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
-    # Each line's ink outline, [[x, y], ...] in percent of the page (Line.percent_outline), one per line.
+    # Each line's region as the segmenter cut it, [[x, y], ...] in percent of the page (Line.percent_region).
     line_outlines: list[list[tuple[float, float]]] = field(default_factory=list)
 
 
@@ -106,7 +106,7 @@ class Recognizer:
                     line_confidences=[round(float(self.calibration(d.raw_confidence)), 4) for _, d, _ in kept],
                     raw_confidence=round(raw, 4),
                     line_boxes=[line.percent_box() for _, _, line in kept],
-                    line_outlines=[line.percent_outline() for _, _, line in kept],
+                    line_outlines=[line.percent_region() for _, _, line in kept],
                 )
             )
         return results

@@ -263,7 +263,7 @@ def test_lines_answered_as_outlines_export_as_polygons_in_the_pages_pixels_and_t
     page = next(p for p in pages if p.boxes is not None)
     with Image.open(io.BytesIO(page.data)) as image:
         image.load()
-        outlines = [line.percent_outline() for line in page_lines(image)]
+        outlines = [line.percent_region() for line in page_lines(image)]
         width, height = image.size
     assert len(outlines) == len(page.boxes or [])
     labelled(session, store, page, project=PROJECT, outlines=outlines)

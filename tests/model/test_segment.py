@@ -173,7 +173,7 @@ def test_word_spaces_and_a_lone_mark_do_not_split_a_line() -> None:
     assert len(segment(_row_of_two(gap=400, right_text="2"))) == 5
 
 
-def test_a_line_has_a_baseline_under_its_x_height_and_a_thinned_percent_outline() -> None:
+def test_a_line_has_a_baseline_under_its_x_height_and_a_region_with_its_box_bounds() -> None:
     page = _letter(6)
     height, width = page.shape
     for line in segment(page):
@@ -183,10 +183,23 @@ def test_a_line_has_a_baseline_under_its_x_height_and_a_thinned_percent_outline(
         # Under the middle of the line's ink, above its lowest point (descenders go below the baseline).
         assert (polygon[:, 1].min() + polygon[:, 1].max()) / 2 < baseline[0, 1] < polygon[:, 1].max()
         assert polygon[:, 0].min() - 2 <= baseline[0, 0] < baseline[1, 0] <= polygon[:, 0].max() + 2
-        outline = np.array(line.percent_outline())
-        assert 3 <= len(outline) < len(polygon)  # the staircase thinned
-        assert (outline >= 0).all() and (outline <= 100).all()
-        # The thinned outline keeps the extent: its bounds are the full outline's, in percent, to the tolerance.
-        in_percent = polygon * [100 / width, 100 / height]
-        assert np.abs(outline.min(axis=0) - in_percent.min(axis=0)).max() <= 0.2
-        assert np.abs(outline.max(axis=0) - in_percent.max(axis=0)).max() <= 0.2
+        # The region it was read from: four corners whose bounds are its upright box (both in percent).
+        region = np.array(line.percent_region())
+        x, y, w, h = line.percent_box()
+        assert region.shape == (4, 2) and (region >= 0).all() and (region <= 100).all()
+        np.testing.assert_allclose([*region.min(axis=0), *region.max(axis=0)], [x, y, x + w, y + h], atol=0.002)
+
+
+def test_on_a_slanted_page_the_region_is_a_turned_rectangle_inside_its_upright_box() -> None:
+    image = Image.fromarray(_letter(5).astype(np.uint8)).rotate(3, expand=True, fillcolor=235)
+    page = np.asarray(image, dtype=np.float32)
+    for line in segment(page):
+        region = np.array(line.percent_region())
+        x, y, w, h = line.percent_box()
+        # Turned with the page: the top corners are not level, and the rectangle covers less than its upright box
+        # (which on a slanted page reaches into the lines above and below).
+        top_left, top_right = region[0], region[1]
+        assert abs(top_left[1] - top_right[1]) > 0.5
+        xs, ys = region[:, 0], region[:, 1]
+        area = 0.5 * abs(float(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))))
+        assert area < 0.9 * w * h

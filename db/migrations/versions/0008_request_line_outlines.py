@@ -1,6 +1,6 @@
-"""Request line outlines: each line's ink outline (a polygon, in percent of the page), logged by the endpoint beside
-its box, so that routing pre-fills a page's lines in Label Studio as polygons, as imported pages are, instead of
-upright rectangles that on a slanted or crowded page overlap the lines above and below.
+"""Request line outlines: each line's polygon (the region it was read from, in percent of the page), logged by
+the endpoint beside its box, so that routing pre-fills a page's lines in Label Studio as polygons, as imported
+pages are, instead of upright rectangles that on a slanted or crowded page overlap the lines above and below.
 
 Revision ID: 0008
 Revises: 0007
