@@ -248,6 +248,18 @@ def iou(a: Region, b: Region) -> float:
     return inter / (a.area + b.area - inter) if inter else 0.0
 
 
+def one_to_one(pairs: Sequence[tuple[float, int, int]]) -> int:
+    """How many (score, predicted, truth) pairs, taken best first in the order given, pair a predicted line with a
+    truth line neither of which is paired yet."""
+    used_p: set[int] = set()
+    used_t: set[int] = set()
+    for _, i, j in pairs:
+        if i not in used_p and j not in used_t:
+            used_p.add(i)
+            used_t.add(j)
+    return len(used_p)
+
+
 def matched(predicted: Sequence[Region | None], truth: Sequence[Region | None]) -> int:
     """How many predicted lines pair one to one with a truth line at IoU >= IOU_THRESHOLD, taking the pairs by
     highest IoU first."""
@@ -261,13 +273,7 @@ def matched(predicted: Sequence[Region | None], truth: Sequence[Region | None]) 
         ),
         reverse=True,
     )
-    used_p: set[int] = set()
-    used_t: set[int] = set()
-    for _, i, j in pairs:
-        if i not in used_p and j not in used_t:
-            used_p.add(i)
-            used_t.add(j)
-    return len(used_p)
+    return one_to_one(pairs)
 
 
 class Baseline:
@@ -332,13 +338,7 @@ def baselines_matched(predicted: Sequence[Baseline | None], truth: Sequence[Base
         for share, d in [p.distance(t)]
         if share >= BASELINE_OVERLAP and d <= tolerance
     )
-    used_p: set[int] = set()
-    used_t: set[int] = set()
-    for _, i, j in pairs:
-        if i not in used_p and j not in used_t:
-            used_p.add(i)
-            used_t.add(j)
-    return len(used_p)
+    return one_to_one(pairs)
 
 
 def rectangle(box: tuple[float, float, float, float], width: int, height: int) -> list[tuple[float, float]]:
